@@ -1,0 +1,248 @@
+"""The turn pipeline: a TurnReceived event goes through persistence, retrieval and search (together,
+with deadlines), prompt building, streaming generation and commit; TurnCompleted goes to the bus.
+
+Transports (websocket, OpenAI-compatible HTTP) only translate frames; they all call `run_turn`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from server.errors import ClientError
+from server.events import EventBus, TurnCompleted, TurnReceived
+from server.failpoints import FailpointError, failpoint
+from server.logs import get_logger
+from server.memory.service import LongTermMemory
+from server.metrics import Metrics
+from server.prompt import BuiltPrompt, PromptBuilder, PromptParts
+from server.protocols import (
+    Embedder,
+    GenerationError,
+    GenerationParams,
+    Generator,
+    Hit,
+    SearchOutcome,
+    SearchStep,
+    StoreUnavailable,
+    TurnRecord,
+    TurnStore,
+    Usage,
+)
+
+log = get_logger(__name__)
+
+Send = Callable[[dict], Awaitable[None]]
+
+
+@dataclass
+class TurnControl:
+    """Lets a transport stop a running turn: the reply so far is kept and the turn ends as stopped."""
+
+    task: asyncio.Task | None = None
+    stopped: bool = False
+    released: bool = False  # the session is free again (set before the end frame goes out)
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+@dataclass
+class TurnResult:
+    turn_id: str
+    text: str
+    status: str  # complete | interrupted
+    memories: list[int]
+    usage: Usage
+    search: SearchOutcome | None = None
+    prompt: BuiltPrompt | None = field(default=None, repr=False)
+
+
+class ChatService:
+    def __init__(self, *, turns: TurnStore, memory: LongTermMemory, embedder: Embedder, generator: Generator,
+                 search: SearchStep, persona: str, params: GenerationParams, metrics: Metrics, bus: EventBus,
+                 retrieval_timeout: float, search_timeout: float, on_prompt: Callable[[BuiltPrompt], None]
+                 | None = None):
+        self.turns = turns
+        self.memory = memory
+        self.embedder = embedder
+        self.generator = generator
+        self.search = search
+        self.persona = persona
+        self.params = params
+        self.metrics = metrics
+        self.bus = bus
+        self.retrieval_timeout = retrieval_timeout
+        self.search_timeout = search_timeout
+        self.on_prompt = on_prompt
+        self.prompts = PromptBuilder(generator.count_tokens, generator.context_window, params.max_new_tokens)
+        self._active: dict[str, TurnControl] = {}
+        self.closing = False
+        bus.subscribe(TurnCompleted, memory.on_turn_completed)
+
+    @property
+    def active_turns(self) -> int:
+        return len(self._active)
+
+    def claim(self, session: str) -> TurnControl:
+        """Reserve the session for one turn; a second concurrent turn on it is refused."""
+        if self.closing:
+            raise ClientError("shutting_down", "the server is shutting down; reconnect shortly", 503)
+        if session in self._active:
+            raise ClientError("turn_in_progress", "a turn is already streaming on this session", 409)
+        control = self._active[session] = TurnControl()
+        return control
+
+    def release(self, session: str, control: TurnControl) -> None:
+        control.released = True
+        if self._active.get(session) is control:
+            del self._active[session]
+
+    async def run_turn(self, event: TurnReceived, send: Send, control: TurnControl) -> TurnResult:
+        if control.task is None:
+            control.task = asyncio.current_task()
+        self.metrics.active_turns.inc()
+        try:
+            return await self._run(event, send, control)
+        finally:
+            self.metrics.active_turns.dec()
+            self.release(event.session, control)
+
+    async def _run(self, event: TurnReceived, send: Send, control: TurnControl) -> TurnResult:
+        try:
+            record = await self.turns.begin_turn(event.session, event.namespace, event.text)
+        except PermissionError as exc:
+            raise ClientError("forbidden", str(exc), 403) from exc
+        except StoreUnavailable as exc:
+            raise ClientError("store_unavailable", f"the turn store is unavailable: {exc}", 503) from exc
+        # From here on the user message is durable: whatever happens, the turn gets a final status.
+        pieces: list[str] = []
+        usage = Usage()
+        prompt: BuiltPrompt | None = None
+        search: SearchOutcome | None = None
+        last_token_at: float | None = None
+        try:
+            await send({"type": "start", "turn": record.id})
+            prompt, search = await self._prepare(event, send)
+            last_token_at = await self._stream(event, prompt, usage, pieces, send)
+        except asyncio.CancelledError:
+            await self._finish(record, event, "".join(pieces), "interrupted")
+            if not control.stopped:
+                raise  # client gone or server stopping: nobody to send the end frame to
+            asyncio.current_task().uncancel()
+            status = "interrupted"
+        except (GenerationError, FailpointError) as exc:
+            await self._finish(record, event, "".join(pieces), "failed")
+            code = getattr(exc, "code", "generation_failed")
+            raise ClientError(code, str(exc), 503 if code == "busy" else 502) from exc
+        except ConnectionError:
+            await self._finish(record, event, "".join(pieces), "interrupted")
+            raise
+        except BaseException:
+            await self._finish(record, event, "".join(pieces), "failed")
+            raise
+        else:
+            status = "complete"
+            await self._finish(record, event, "".join(pieces), status)
+        result = TurnResult(record.id, "".join(pieces), status, prompt.memory_ids if prompt else [], usage, search,
+                            prompt)
+        await self._end(event, result, control, send, last_token_at)
+        return result
+
+    async def _prepare(self, event: TurnReceived, send: Send) -> tuple[BuiltPrompt, SearchOutcome | None]:
+        buffer, vector = await asyncio.gather(self.turns.buffer(event.session), self._embed(event.text))
+        (memories, knowledge), search = await asyncio.gather(
+            self._retrieve(event.namespace, vector), self._search(event.text, vector, buffer))
+        if search is not None and search.query:
+            await send({"type": "search", "query": search.query, "summary": search.summary or "",
+                        "sources": search.sources, **({"skipped": search.skipped} if search.skipped else {})})
+        prompt = self.prompts.build(PromptParts(self.persona, event.text, memories, knowledge, search, buffer))
+        if self.on_prompt is not None:
+            self.on_prompt(prompt)
+        return prompt, search
+
+    async def _embed(self, text: str) -> np.ndarray | None:
+        try:
+            async with asyncio.timeout(self.retrieval_timeout):
+                return (await self.embedder.embed([text]))[0]
+        except Exception as exc:  # memory is an enhancement: the turn goes on without it
+            log.warning("embedding skipped", error=repr(exc))
+            return None
+
+    async def _retrieve(self, namespace: str, vector: np.ndarray | None) -> tuple[list[Hit], list[Hit]]:
+        if vector is None:
+            return [], []
+        try:
+            async with asyncio.timeout(self.retrieval_timeout):
+                return await self.memory.retrieve(namespace, vector)
+        except Exception as exc:
+            log.warning("retrieval skipped", error=repr(exc))
+            return [], []
+
+    async def _search(self, text: str, vector: np.ndarray | None, recent: list[TurnRecord]) -> SearchOutcome | None:
+        if vector is None:
+            return None
+        try:
+            async with asyncio.timeout(self.search_timeout):
+                outcome = await self.search.run(text, vector, recent)
+        except TimeoutError:
+            outcome = SearchOutcome(skipped="timeout")
+        except Exception as exc:
+            log.warning("search failed", error=repr(exc))
+            outcome = SearchOutcome(skipped="error")
+        self.metrics.search.labels(outcome="used" if outcome.used else (outcome.skipped or "none")).inc()
+        return outcome
+
+    async def _stream(self, event: TurnReceived, prompt: BuiltPrompt, usage: Usage, pieces: list[str],
+                      send: Send) -> float | None:
+        """Stream the reply to `send`; return when the last token arrived."""
+        self.metrics.overhead.labels(phase="before_generation").observe(time.perf_counter() - event.received_at)
+        await failpoint("generate.before")
+        stream = self.generator.stream(prompt.messages, self.params, usage)
+        async with contextlib.aclosing(stream):
+            async for delta in stream:
+                if not pieces:
+                    self.metrics.ttft.observe(time.perf_counter() - event.received_at)
+                pieces.append(delta)
+                await send({"type": "token", "text": delta})
+        return time.perf_counter() if pieces else None
+
+    async def _end(self, event: TurnReceived, result: TurnResult, control: TurnControl, send: Send,
+                   last_token_at: float | None) -> None:
+        self.metrics.generation_tokens.inc(result.usage.completion_tokens)
+        self.metrics.prompt_tokens.inc(result.usage.prompt_tokens)
+        end = {"type": "end", "turn": result.turn_id, "text": result.text, "memories": result.memories,
+               "usage": result.usage.as_dict()}
+        if result.status != "complete":
+            end["stopped"] = True
+        # free the session first: a client may send its next message the moment it reads `end`
+        self.release(event.session, control)
+        await send(end)
+        if last_token_at is not None:
+            self.metrics.overhead.labels(phase="after_generation").observe(time.perf_counter() - last_token_at)
+
+    async def _finish(self, record: TurnRecord, event: TurnReceived, text: str, status: str) -> None:
+        # shielded: a cancelled turn must still record what it produced
+        await asyncio.shield(self.turns.finish_turn(record.id, text, status))
+        self.metrics.turns.labels(status=status).inc()
+        self.bus.publish(TurnCompleted(event.session, event.namespace, record.id, status))
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking turns, let running ones finish for `grace` seconds, then interrupt the rest."""
+        self.closing = True
+        deadline = time.monotonic() + grace
+        running = {c.task for c in self._active.values() if c.task is not None}
+        if running:
+            _, late = await asyncio.wait(running, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=5)
+        await self.bus.drain(max(1.0, deadline - time.monotonic()))

@@ -1,0 +1,173 @@
+"""The embedded default Generator: a transformers causal LM in-process (CPU or GPU).
+
+Generation runs in a bounded worker pool; tokens cross back to the event loop through an asyncio
+queue; cancelling the consumer sets a stop flag that `generate` checks after every token, so a
+client that goes away stops the compute too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from server.llm.prompting import plain_transcript
+from server.protocols import GenerationError, GenerationParams, Message, Usage
+
+_END = object()
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+def load_hint(model: str) -> str:
+    return (f"Could not load MODEL={model!r}. If this machine is offline or the model is not in the Hugging "
+            "Face cache, point MODEL at a local model directory (a Hugging Face checkpoint, or one made with "
+            "`python -m trainer --from-scratch tiny --data ../shared/corpus/poems.html --out models/poet`), "
+            "or pre-download it with `huggingface-cli download <id>` on a connected machine.")
+
+
+class TransformersGenerator:
+    name = "transformers"
+
+    def __init__(self, model: str, device: str = "auto", concurrency: int = 1, max_queued: int = 64,
+                 context_tokens: int | None = None):
+        self.model_id = model
+        self.device_setting = device
+        self.concurrency = concurrency
+        self.max_queued = max_queued
+        self._context_override = context_tokens
+        self.context_window = context_tokens or 2048
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="generate")
+        self._slots = asyncio.Semaphore(concurrency)
+        self._waiting = 0
+        self.model = None
+        self.tokenizer = None
+
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = self.device_setting
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        local = Path(self.model_id).expanduser()
+        source = str(local) if local.is_dir() else self.model_id
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source)
+            self.model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device).eval()
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(load_hint(self.model_id)) from exc
+        self.device = device
+        window = getattr(self.model.config, "max_position_embeddings", None) or 2048
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if tok_max and tok_max < 1_000_000:
+            window = min(window, tok_max)
+        self.context_window = self._context_override or int(window)
+        # we count and budget tokens ourselves; the tokenizer's own length warning would only be noise
+        self.tokenizer.model_max_length = 1 << 30
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def render(self, messages: Sequence[Message]) -> list[int]:
+        tok = self.tokenizer
+        if getattr(tok, "chat_template", None):
+            ids = tok.apply_chat_template([{"role": m.role, "content": m.content} for m in messages],
+                                          add_generation_prompt=True, tokenize=True)
+            if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+                ids = ids["input_ids"]
+            return list(ids)
+        ids = tok.encode(plain_transcript(messages), add_special_tokens=False)
+        if tok.bos_token_id is not None:
+            ids = [tok.bos_token_id, *ids]
+        return ids
+
+    async def stream(self, messages: Sequence[Message], params: GenerationParams,
+                     usage: Usage) -> AsyncIterator[str]:
+        if self._waiting >= self.max_queued + self.concurrency:
+            raise GenerationError("the server is busy; try again shortly", code="busy")
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            async for delta in self._generate(messages, params, usage):
+                yield delta
+        finally:
+            self._slots.release()
+
+    async def _generate(self, messages, params, usage) -> AsyncIterator[str]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+        prompt_ids = self.render(messages)
+        usage.prompt_tokens = len(prompt_ids)
+        budget = max(1, min(params.max_new_tokens, self.context_window - len(prompt_ids)))
+
+        class _Streamer(TextStreamer):
+            def put(inner, value):
+                if inner.next_tokens_are_prompt:
+                    inner.next_tokens_are_prompt = False
+                    return
+                usage.completion_tokens += int(value.numel())
+                super().put(value)
+
+            def on_finalized_text(inner, text: str, stream_end: bool = False):
+                if text:
+                    loop.call_soon_threadsafe(queue.put_nowait, text)
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return stop.is_set()
+
+        streamer = _Streamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        input_ids = torch.tensor([prompt_ids], device=self.device)
+        kwargs = dict(
+            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=budget,
+            streamer=streamer, stopping_criteria=StoppingCriteriaList([_Stop()]),
+            pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
+            else self.tokenizer.eos_token_id,
+        )
+        if params.temperature > 0:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+        else:
+            kwargs.update(do_sample=False)
+
+        def run():
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**kwargs)
+                loop.call_soon_threadsafe(queue.put_nowait, _END)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+
+        job = loop.run_in_executor(self._executor, run)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise GenerationError(f"generation failed: {type(item).__name__}") from item
+                yield item
+        finally:
+            stop.set()
+            # wait for the worker to notice, so the slot is free for the next turn
+            with contextlib.suppress(Exception):
+                await asyncio.shield(job)

@@ -1,0 +1,81 @@
+"""Plain HTTP endpoints: health, metrics, session history and forgetting."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from server import keys as k
+from server.errors import ClientError
+from server.transport.frames import valid_session_id
+from server.transport.identity import namespace_for
+
+
+async def health(request: web.Request) -> web.Response:
+    app = request.app
+    settings = app[k.SETTINGS]
+    chat = app[k.CHAT]
+    return web.json_response({
+        "status": "draining" if chat.closing else "ok",
+        "uptime_s": round(time.monotonic() - app[k.STARTED], 1),
+        "backend": chat.generator.name,
+        "store": settings.store.value,
+        "search": settings.search_provider.value,
+        "active_turns": chat.active_turns,
+        "connections": len(app[k.CONNECTIONS]),
+    })
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[k.METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+async def _owned_session(request: web.Request) -> tuple[str, str]:
+    session = valid_session_id(request.match_info["session"])
+    owner = await request.app[k.CHAT].turns.session_namespace(session)
+    if owner is None:
+        raise ClientError("not_found", "no such session", 404)
+    if owner != namespace_for(request.get("user"), session):
+        raise ClientError("forbidden", "the session belongs to another user", 403)
+    return session, owner
+
+
+async def history(request: web.Request) -> web.Response:
+    session, _ = await _owned_session(request)
+    turns = await request.app[k.CHAT].turns.history(session)
+    return web.json_response({"session": session, "turns": [
+        {"turn": t.id, "seq": t.seq, "user": t.user_text, "response": t.response, "status": t.status,
+         "created": t.created} for t in turns]})
+
+
+async def forget(request: web.Request) -> web.Response:
+    session, namespace = await _owned_session(request)
+    chat = request.app[k.CHAT]
+    control = chat.claim(session)  # refuses while a turn is streaming on the session
+    try:
+        removed = await chat.turns.forget_session(session)
+        await chat.memory.vectors.refresh(namespace)
+    finally:
+        chat.release(session, control)
+    return web.json_response({"session": session, "forgotten": True, "memories_removed": removed})
+
+
+@web.middleware
+async def client_errors(request: web.Request, handler):
+    """ClientError → JSON error with its status; unknown exceptions → 500 without internals."""
+    try:
+        return await handler(request)
+    except ClientError as err:
+        request.app[k.METRICS].errors.labels(code=err.code).inc()
+        headers = {"Retry-After": str(max(1, round(err.retry_after)))} if err.retry_after else None
+        return web.json_response({"error": {"code": err.code, "message": err.message}}, status=err.status,
+                                 headers=headers)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/sessions/{session}/history", history)
+    app.router.add_delete("/sessions/{session}", forget)

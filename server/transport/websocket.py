@@ -1,0 +1,111 @@
+"""`GET /ws`: the websocket protocol of DESIGN.md (JSON text frames), plus `cancel` to stop a turn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from server.chat import ChatService, TurnControl
+from server.errors import ClientError
+from server.events import TurnReceived
+from server.keys import CHAT, CONNECTIONS, METRICS, SETTINGS
+from server.logs import get_logger
+from server.transport.frames import CancelFrame, ChatFrame, parse_frame
+from server.transport.identity import namespace_for
+
+log = get_logger(__name__)
+
+
+class Connection:
+    """One websocket client: at most one turn streams on it at a time."""
+
+    def __init__(self, ws: web.WebSocketResponse, chat: ChatService, user: str | None, max_chars: int,
+                 metrics):
+        self.ws = ws
+        self.chat = chat
+        self.user = user
+        self.max_chars = max_chars
+        self.metrics = metrics
+        self.turn: tuple[str, TurnControl] | None = None
+
+    async def send(self, frame: dict) -> None:
+        await self.ws.send_str(orjson.dumps(frame).decode())
+
+    async def send_error(self, error: ClientError) -> None:
+        self.metrics.errors.labels(code=error.code).inc()
+        with contextlib.suppress(ConnectionError):
+            await self.send(error.frame())
+
+    async def handle_text(self, raw: str, received_at: float) -> None:
+        try:
+            frame = parse_frame(raw, self.max_chars)
+            if isinstance(frame, CancelFrame):
+                self.cancel(frame.session)
+            else:
+                self.start_turn(frame, received_at)
+        except ClientError as err:
+            await self.send_error(err)
+
+    def cancel(self, session: str | None) -> None:
+        if self.turn is None or self.turn[1].released or (session is not None and session != self.turn[0]):
+            raise ClientError("no_turn", "there is no running turn to cancel")
+        self.turn[1].stop()
+
+    def start_turn(self, frame: ChatFrame, received_at: float) -> None:
+        if self.turn is not None and not self.turn[1].released:
+            raise ClientError("turn_in_progress", "a turn is already streaming on this connection", 409)
+        control = self.chat.claim(frame.session)
+        self.turn = (frame.session, control)
+        event = TurnReceived(frame.session, namespace_for(self.user, frame.session), frame.text, received_at)
+        control.task = asyncio.create_task(self._run(event, control))
+
+    async def _run(self, event: TurnReceived, control: TurnControl) -> None:
+        try:
+            await self.chat.run_turn(event, self.send, control)
+        except ClientError as err:
+            await self.send_error(err)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("turn failed", session=event.session)
+            await self.send_error(ClientError("internal_error", "the turn failed unexpectedly; see the server log"))
+        finally:
+            self.chat.release(event.session, control)
+            if self.turn is not None and self.turn[1] is control:
+                self.turn = None
+
+    async def close(self) -> None:
+        if self.turn is not None:
+            task = self.turn[1].task
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+
+async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    app = request.app
+    settings = app[SETTINGS]
+    ws = web.WebSocketResponse(max_msg_size=settings.max_frame_bytes, heartbeat=30.0)
+    await ws.prepare(request)
+    conn = Connection(ws, app[CHAT], request.get("user"), settings.max_message_chars, app[METRICS])
+    app[CONNECTIONS].add(ws)
+    app[METRICS].connections.inc()
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await conn.handle_text(msg.data, time.perf_counter())
+            elif msg.type == WSMsgType.BINARY:
+                await conn.send_error(ClientError("binary_frame", "binary frames are not supported; send JSON text"))
+            elif msg.type == WSMsgType.ERROR:
+                # aiohttp has already closed with 1009 (too big) or 1002/1007 (protocol / bad UTF-8)
+                log.info("websocket closed on a bad frame", error=str(ws.exception()))
+                break
+    finally:
+        await conn.close()
+        app[CONNECTIONS].discard(ws)
+        app[METRICS].connections.dec()
+    return ws

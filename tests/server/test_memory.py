@@ -1,0 +1,103 @@
+"""Short-term buffer, flushes into long-term memory, retrieval, and isolation between users."""
+
+import aiohttp
+import httpx
+import pytest
+
+from server.app import Hooks
+from tests.server.conftest import make_settings
+from tests.support.client import connect
+from tests.support.memory import documents, flushes, wait_for_documents, wait_for_metric
+from tests.support.servers import ServerThread
+
+TOPICS = [
+    "My sister Alice is getting married in Lisbon next June.",
+    "I adopted a ginger cat called Marmalade last week.",
+    "My deadlift personal record is 180 kg at the gym.",
+    "I am learning the violin and Bach partitas are hard.",
+    "Our database migration to PostgreSQL failed twice at work.",
+]
+
+
+@pytest.fixture(scope="module")
+def memory_server(tiny_model_dir, tmp_path_factory):
+    prompts = []
+    data_dir = tmp_path_factory.mktemp("memory-data")
+    server = ServerThread(make_settings(tiny_model_dir, data_dir), Hooks(on_prompt=prompts.append)).start()
+    server.prompts = prompts
+    server.data_dir = data_dir
+    yield server
+    server.stop()
+
+
+async def test_five_turns_flush_five_documents_once_and_a_sixth_turn_retrieves_the_right_pair(memory_server):
+    session = "memory-topics"
+    async with aiohttp.ClientSession() as http:
+        client = await connect(http, memory_server.ws_url)
+        for text in TOPICS:
+            assert (await client.turn(session, text)).end is not None
+        wait_for_metric(memory_server.url, "chat_memory_flushes_total", 1)
+        docs = wait_for_documents(memory_server.data_dir, session, 5)
+        assert [d["seq"] for d in docs] == [1, 2, 3, 4, 5]
+        assert all(d["text"].startswith("User: ") and "\nResponse: " in d["text"] for d in docs)
+        assert docs[2]["text"].startswith(f"User: {TOPICS[2]}\nResponse: ")
+        assert flushes(memory_server.data_dir, session) == [(0, 5, 5)]
+
+        sixth = await client.turn(session, "Any tips to push my deadlift record at the gym past 180 kg?")
+        assert sixth.end["memories"][0] == docs[2]["id"]
+        seventh = await client.turn(session, "Is a ginger cat like Marmalade hard to look after?")
+        assert seventh.end["memories"][0] == docs[1]["id"]
+
+    # the buffer restarted after the flush: the 6th turn's prompt holds no pre-flush turn
+    sixth_prompt = next(p for p in memory_server.prompts if "push my deadlift" in p.messages[-1].content)
+    buffer_users = [m.content for m in sixth_prompt.messages[1:-1] if m.role == "user"]
+    assert buffer_users == []
+    assert "My deadlift personal record is 180 kg" in sixth_prompt.messages[0].content  # retrieved memory
+
+
+async def test_the_short_term_buffer_goes_into_every_prompt(memory_server):
+    session = "memory-buffer"
+    async with aiohttp.ClientSession() as http:
+        client = await connect(http, memory_server.ws_url)
+        first = await client.turn(session, "Remember the word pomegranate.")
+        await client.turn(session, "What word did I ask you to remember?")
+    prompt = next(p for p in memory_server.prompts if p.messages[-1].content == "What word did I ask you to remember?")
+    assert [(m.role, m.content) for m in prompt.messages[1:]] == [
+        ("user", "Remember the word pomegranate."), ("assistant", first.end["text"]),
+        ("user", "What word did I ask you to remember?")]
+
+
+async def test_two_users_never_retrieve_each_others_memories(memory_server):
+    secrets = {"user-a": "my bank PIN is 4921 and my dog is Biscuit",
+               "user-b": "my locker code is 7713 and my horse is Thunder"}
+    async with aiohttp.ClientSession() as http:
+        client = await connect(http, memory_server.ws_url)
+        for session, secret in secrets.items():
+            for i in range(5):
+                await client.turn(session, f"note {i}: {secret}")
+        for session in secrets:
+            wait_for_documents(memory_server.data_dir, session, 5)
+        prompts_before = len(memory_server.prompts)
+        a_asks = await client.turn("user-a", "what is my locker code and my horse's name?")
+        b_asks = await client.turn("user-b", "what is my bank PIN and my dog's name?")
+    ids = {d["id"]: d["session"] for d in documents(memory_server.data_dir)}
+    assert a_asks.end["memories"] and all(ids[i] == "user-a" for i in a_asks.end["memories"])
+    assert b_asks.end["memories"] and all(ids[i] == "user-b" for i in b_asks.end["memories"])
+    a_prompt, b_prompt = memory_server.prompts[prompts_before:prompts_before + 2]
+    a_text = "\n".join(m.content for m in a_prompt.messages)
+    b_text = "\n".join(m.content for m in b_prompt.messages)
+    assert "7713" not in a_text and "Thunder" not in a_text and "4921" in a_text
+    assert "4921" not in b_text and "Biscuit" not in b_text and "7713" in b_text
+
+
+async def test_forgetting_a_session_removes_its_memories_from_retrieval(memory_server):
+    session = "memory-forget"
+    async with aiohttp.ClientSession() as http:
+        client = await connect(http, memory_server.ws_url)
+        for i in range(5):
+            await client.turn(session, f"fact {i}: the treasure is buried under the old oak tree")
+        assert len(wait_for_documents(memory_server.data_dir, session, 5)) == 5
+        assert httpx.delete(f"{memory_server.url}/sessions/{session}").status_code == 200
+        again = await client.turn(session, "where is the treasure buried?")
+    assert again.end["memories"] == []
+    assert documents(memory_server.data_dir, session) == []
