@@ -9,10 +9,11 @@ from dataclasses import dataclass
 
 from aiohttp import WSCloseCode, web
 
-from server.chat import ChatService
-from server.config import Settings
+from server.chat import ChatService, TurnResult
+from server.config import Settings, StoreKind
 from server.events import EventBus
 from server.keys import CHAT, CONNECTIONS, METRICS, SETTINGS, STARTED
+from server.limits import TurnLimiter
 from server.llm.factory import create_generator
 from server.logs import get_logger
 from server.memory.embedder import SentenceTransformerEmbedder
@@ -22,8 +23,11 @@ from server.metrics import Metrics
 from server.prompt import BuiltPrompt
 from server.protocols import GenerationParams
 from server.search.factory import create_search
+from server.security.middleware import authentication, origin_check
+from server.security.tokens import TokenRegistry
 from server.store.factory import create_turn_store, create_vector_store
 from server.transport.http import add_routes, client_errors
+from server.transport.openai_api import add_openai_routes
 from server.transport.websocket import websocket_handler
 
 log = get_logger(__name__)
@@ -34,11 +38,15 @@ class Hooks:
     """Observation points for tests and benchmarks (for example, the prompts that were built)."""
 
     on_prompt: Callable[[BuiltPrompt], None] | None = None
+    on_turn: Callable[[TurnResult], None] | None = None
 
 
 def build_app(settings: Settings, hooks: Hooks | None = None) -> web.Application:
     hooks = hooks or Hooks()
-    app = web.Application(middlewares=[client_errors], client_max_size=settings.max_frame_bytes)
+    tokens = TokenRegistry.parse(settings.server_tokens.get_secret_value() if settings.server_tokens else None,
+                                 settings.server_tokens_file)
+    middlewares = [client_errors, origin_check(settings.allowed_origins.split(",")), authentication(tokens)]
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_request_bytes)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[CONNECTIONS] = set()
@@ -46,6 +54,7 @@ def build_app(settings: Settings, hooks: Hooks | None = None) -> web.Application
     app.cleanup_ctx.append(lambda app: _lifecycle(app, hooks))
     app.on_shutdown.append(_drain)
     add_routes(app)
+    add_openai_routes(app)
     app.router.add_get("/ws", websocket_handler)
     return app
 
@@ -55,12 +64,17 @@ async def _lifecycle(app: web.Application, hooks: Hooks):
     metrics = app[METRICS]
     persona = settings.persona_file.read_text(encoding="utf-8")
     turns = create_turn_store(settings)
-    embedder = SentenceTransformerEmbedder(settings.embed_model, batch_size=settings.embed_batch)
+    embedder = SentenceTransformerEmbedder(settings.embed_model, batch_size=settings.embed_batch,
+                                           threads=settings.embed_threads, workers=settings.embed_workers)
     generator = create_generator(settings)
     await turns.start()
-    closers = [turns.close]
+    lag_watch = asyncio.create_task(metrics.watch_loop_lag())
+    closers = [turns.close, lambda: _cancel(lag_watch)]
     try:
-        await asyncio.gather(embedder.start(), generator.start())
+        # one after the other: transformers' from_pretrained is not thread-safe (two loads at once in worker
+        # threads leave parameters on the meta device: "Cannot copy out of meta tensor")
+        await embedder.start()
+        await generator.start()
         closers += [embedder.close, generator.close]
         vectors = create_vector_store(settings, turns, embedder.dim)
         await vectors.start()
@@ -77,7 +91,9 @@ async def _lifecycle(app: web.Application, hooks: Hooks):
             turns=turns, memory=memory, embedder=embedder, generator=generator, search=search, persona=persona,
             params=GenerationParams(settings.max_new_tokens, settings.temperature, settings.top_p),
             metrics=metrics, bus=bus, retrieval_timeout=settings.retrieval_timeout,
-            search_timeout=settings.search_timeout, on_prompt=hooks.on_prompt)
+            search_timeout=settings.search_timeout, on_prompt=hooks.on_prompt, on_turn=hooks.on_turn,
+            limiter=TurnLimiter(settings.turns_per_minute, settings.max_turns_per_user, settings.max_active_turns,
+                                redis_url=settings.redis_url if settings.store == StoreKind.REDIS else None))
         await memory.recover()
         if settings.knowledge_dir is not None:
             knowledge = KnowledgeBase(settings.knowledge_dir, turns, embedder)
@@ -94,10 +110,16 @@ async def _lifecycle(app: web.Application, hooks: Hooks):
                 log.exception("error while closing", component=getattr(close, "__qualname__", str(close)))
 
 
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 async def _drain(app: web.Application) -> None:
     """SIGTERM: in-flight turns finish (or are recorded as interrupted), then clients are told why."""
     chat = app.get(CHAT)
     if chat is not None:
         await chat.drain(app[SETTINGS].drain_timeout)
-    for ws in list(app[CONNECTIONS]):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+    for conn in list(app[CONNECTIONS]):
+        await conn.outbox.flush()  # the last turns' end frames go out before the close
+        await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")

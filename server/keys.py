@@ -10,9 +10,11 @@ if TYPE_CHECKING:
     from server.chat import ChatService
     from server.config import Settings
     from server.metrics import Metrics
+    from server.transport.websocket import Connection
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CHAT: web.AppKey[ChatService] = web.AppKey("chat")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
-CONNECTIONS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("connections")
+CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")
 STARTED: web.AppKey[float] = web.AppKey("started")
+USER: web.RequestKey[str] = web.RequestKey("user")  # the authenticated user, when SERVER_TOKENS is set

@@ -65,8 +65,9 @@ class Generator(Protocol):
 class Embedder(Protocol):
     dim: int
 
-    async def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Return L2-normalised float32 vectors, one row per text."""
+    async def embed(self, texts: Sequence[str], background: bool = False) -> np.ndarray:
+        """Return L2-normalised float32 vectors, one row per text; `background` work (flushes, the
+        knowledge base) may wait behind turns."""
         ...
 
     async def close(self) -> None: ...

@@ -14,13 +14,14 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from server.llm.prompting import plain_transcript
+from server.errors import StartupError
+from server.llm.tokens import render_chat_ids, token_counter
 from server.protocols import GenerationError, GenerationParams, Message, Usage
 
 _END = object()
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(StartupError):
     pass
 
 
@@ -74,25 +75,16 @@ class TransformersGenerator:
         self.context_window = self._context_override or int(window)
         # we count and budget tokens ourselves; the tokenizer's own length warning would only be noise
         self.tokenizer.model_max_length = 1 << 30
+        self._count = token_counter(self.tokenizer)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
+        return self._count(text)
 
     def render(self, messages: Sequence[Message]) -> list[int]:
-        tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            ids = tok.apply_chat_template([{"role": m.role, "content": m.content} for m in messages],
-                                          add_generation_prompt=True, tokenize=True)
-            if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-                ids = ids["input_ids"]
-            return list(ids)
-        ids = tok.encode(plain_transcript(messages), add_special_tokens=False)
-        if tok.bos_token_id is not None:
-            ids = [tok.bos_token_id, *ids]
-        return ids
+        return render_chat_ids(self.tokenizer, messages)
 
     async def stream(self, messages: Sequence[Message], params: GenerationParams,
                      usage: Usage) -> AsyncIterator[str]:

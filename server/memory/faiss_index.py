@@ -101,6 +101,9 @@ class FaissVectorStore:
 
     def __init__(self, read_log: LogReader, dim: int, snapshot_dir: Path | None = None,
                  snapshot_interval: float = 5.0):
+        # One query at a time gains nothing from OpenMP threads, and waking them after every I/O wait
+        # costs milliseconds on a busy machine; concurrency comes from serving many turns instead.
+        faiss.omp_set_num_threads(1)
         self._read_log = read_log
         self.dim = dim
         self.snapshot_dir = Path(snapshot_dir) if snapshot_dir else None

@@ -74,7 +74,7 @@ class KnowledgeBase:
             if indexed.get(source) == digest:
                 continue
             chunks = chunk_text(raw.decode("utf-8", errors="replace"))
-            embeddings = await self.embedder.embed(chunks)
+            embeddings = await self.embedder.embed(chunks, background=True)
             if await self.turns.replace_knowledge(source, digest, chunks, embeddings):
                 changed += 1
                 log.info("knowledge indexed", file=source, chunks=len(chunks))

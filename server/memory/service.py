@@ -56,7 +56,7 @@ class LongTermMemory:
         written = 0
         try:
             while plan := await self.turns.plan_flush(session, self.flush_every):
-                embeddings = await self.embedder.embed([t.pair_text for t in plan.turns])
+                embeddings = await self.embedder.embed([t.pair_text for t in plan.turns], background=True)
                 await failpoint("flush.before_commit")
                 docs = await self.turns.commit_flush(plan, embeddings)
                 await failpoint("flush.after_commit")

@@ -11,9 +11,21 @@ def create_turn_store(settings: Settings) -> TurnStore:
     if settings.store == StoreKind.EMBEDDED:
         from server.store.sqlite_turns import SqliteTurnStore
 
-        return SqliteTurnStore(settings.data_dir / "chat.sqlite3")
-    raise ValueError(f"STORE={settings.store.value} is not available in this build")
+        return SqliteTurnStore(settings.data_dir / "chat.sqlite3", synchronous=settings.sqlite_synchronous)
+    from server.store.redis_link import RedisLink
+    from server.store.redis_turns import RedisTurnStore
+
+    link = RedisLink(settings.redis_url, max_connections=settings.redis_max_connections,
+                     timeout=settings.redis_timeout, start_timeout=settings.redis_start_timeout)
+    return RedisTurnStore(link, prefix=settings.redis_prefix, lease_ttl=settings.redis_lease_ttl)
 
 
 def create_vector_store(settings: Settings, turns: TurnStore, dim: int) -> VectorStore:
+    if settings.store == StoreKind.REDIS:
+        from server.store.redis_turns import RedisTurnStore
+        from server.store.redis_vectors import RedisVectorStore
+
+        if not isinstance(turns, RedisTurnStore):
+            raise TypeError("STORE=redis needs the Redis TurnStore, whose log and connection it shares")
+        return RedisVectorStore(turns, dim, settings.redis_knn)
     return FaissVectorStore(turns.log_since, dim, snapshot_dir=settings.data_dir / "faiss")

@@ -7,14 +7,19 @@ duplicates a memory.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import IO, TypeVar
 
-import aiosqlite
 import numpy as np
 
+from server.errors import StartupError
 from server.protocols import KNOWLEDGE_NAMESPACE, Document, FlushPlan, LogEntry, TurnRecord
 
 SCHEMA = """
@@ -69,6 +74,8 @@ CREATE TABLE IF NOT EXISTS knowledge (
 );
 """
 
+T = TypeVar("T")
+
 _TURN_COLUMNS = "id, session, seq, user_text, response, status, created"
 
 
@@ -81,61 +88,98 @@ def _vec(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype=np.float32)
 
 
-class SqliteTurnStore:
-    """One aiosqlite connection (its own thread), WAL mode, every write in an IMMEDIATE transaction."""
+class DataDirInUse(StartupError):
+    pass
 
-    def __init__(self, path: Path):
+
+def _lock_exclusively(path: Path) -> IO:
+    """One server per database: a second one would serve stale indexes and race the flush."""
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DataDirInUse(f"{path.parent} is in use by another server process; give each server its own "
+                           "DATA_DIR, or use STORE=redis to run several replicas") from None
+    return handle
+
+
+class SqliteTurnStore:
+    """sqlite3 on one dedicated thread: each operation runs start to finish there, so transactions
+    never interleave and the event loop pays one thread hop per operation, not per statement."""
+
+    def __init__(self, path: Path, synchronous: str = "NORMAL"):
         self.path = Path(path)
-        self._db: aiosqlite.Connection | None = None
+        self.synchronous = synchronous
+        self._con: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        # Last doc_log entry per namespace, loaded at start and kept by every write. One process owns the
+        # database (DATA_DIR is locked), so an index already at the head needs no query before a search.
+        self._log_heads: dict[str, int] = {}
+        self._lock: IO | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn):
+        if self._con is None:
+            raise RuntimeError("SqliteTurnStore used before start()")
+        return fn(self._con)
+
+    async def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def work(con):
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(con)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+            return result
+
+        return await self._run(work)
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a turn acknowledged to the client survives power loss, not only a killed process.
-        await self._db.execute("PRAGMA synchronous=FULL")
-        await self._db.execute("PRAGMA foreign_keys=ON")
-        await self._db.execute("PRAGMA busy_timeout=5000")
-        await self._db.executescript(SCHEMA)
+        def connect():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock_exclusively(self.path.with_suffix(".lock"))
+            con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: every committed transaction survives a killed process; FULL also survives
+            # power loss, at the cost of an fsync per commit.
+            con.execute(f"PRAGMA synchronous={self.synchronous}")
+            con.execute("PRAGMA busy_timeout=5000")
+            con.executescript(SCHEMA)
+            self._log_heads.update(con.execute("SELECT namespace, MAX(seq) FROM doc_log GROUP BY namespace"))
+            self._con = con
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError("SqliteTurnStore used before start()")
-        return self._db
-
-    async def _transaction(self, work):
-        await self.db.execute("BEGIN IMMEDIATE")
-        try:
-            result = await work(self.db)
-        except BaseException:
-            await self.db.execute("ROLLBACK")
-            raise
-        await self.db.execute("COMMIT")
-        return result
+        if self._con is not None:
+            await self._run(lambda con: con.close())
+            self._con = None
+        self._executor.shutdown(wait=True)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     async def begin_turn(self, session: str, namespace: str, text: str) -> TurnRecord:
         now = time.time()
         turn_id = uuid.uuid4().hex
 
-        async def work(db):
-            async with db.execute("SELECT namespace, next_seq FROM sessions WHERE id = ?", (session,)) as cur:
-                row = await cur.fetchone()
+        def work(con):
+            row = con.execute("SELECT namespace, next_seq FROM sessions WHERE id = ?", (session,)).fetchone()
             if row is None:
                 seq = 1
-                await db.execute("INSERT INTO sessions (id, namespace, created, next_seq) VALUES (?, ?, ?, 2)",
-                                 (session, namespace, now))
+                con.execute("INSERT INTO sessions (id, namespace, created, next_seq) VALUES (?, ?, ?, 2)",
+                            (session, namespace, now))
             else:
                 if row[0] != namespace:
                     raise PermissionError(f"session {session!r} belongs to another user")
                 seq = row[1]
-                await db.execute("UPDATE sessions SET next_seq = ? WHERE id = ?", (seq + 1, session))
-            await db.execute(
+                con.execute("UPDATE sessions SET next_seq = ? WHERE id = ?", (seq + 1, session))
+            con.execute(
                 "INSERT INTO turns (id, session, seq, user_text, status, created) VALUES (?, ?, ?, ?, 'pending', ?)",
                 (turn_id, session, seq, text, now))
             return TurnRecord(turn_id, session, seq, text, None, "pending", now)
@@ -143,60 +187,61 @@ class SqliteTurnStore:
         return await self._transaction(work)
 
     async def finish_turn(self, turn_id: str, response: str, status: str) -> None:
-        await self.db.execute("UPDATE turns SET response = ?, status = ?, completed = ? WHERE id = ?",
-                              (response, status, time.time(), turn_id))
+        await self._run(lambda con: con.execute(
+            "UPDATE turns SET response = ?, status = ?, completed = ? WHERE id = ?",
+            (response, status, time.time(), turn_id)))
 
-    async def _turns(self, sql: str, args) -> list[TurnRecord]:
-        async with self.db.execute(sql, args) as cur:
-            return [_turn(r) for r in await cur.fetchall()]
+    @staticmethod
+    def _buffer(con, session: str) -> list[TurnRecord]:
+        rows = con.execute(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE session = ? AND status = 'complete' AND seq > "
+            "(SELECT flushed_seq FROM sessions WHERE id = ?) ORDER BY seq", (session, session)).fetchall()
+        return [_turn(r) for r in rows]
 
     async def buffer(self, session: str) -> list[TurnRecord]:
-        return await self._turns(
-            f"SELECT {_TURN_COLUMNS} FROM turns WHERE session = ? AND status = 'complete' AND seq > "
-            "(SELECT flushed_seq FROM sessions WHERE id = ?) ORDER BY seq", (session, session))
+        return await self._run(lambda con: self._buffer(con, session))
 
     async def history(self, session: str) -> list[TurnRecord]:
-        return await self._turns(f"SELECT {_TURN_COLUMNS} FROM turns WHERE session = ? ORDER BY seq", (session,))
+        return await self._run(lambda con: [_turn(r) for r in con.execute(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE session = ? ORDER BY seq", (session,))])
 
     async def session_namespace(self, session: str) -> str | None:
-        async with self.db.execute("SELECT namespace FROM sessions WHERE id = ?", (session,)) as cur:
-            row = await cur.fetchone()
+        row = await self._run(lambda con: con.execute(
+            "SELECT namespace FROM sessions WHERE id = ?", (session,)).fetchone())
         return row[0] if row else None
 
     async def plan_flush(self, session: str, every: int) -> FlushPlan | None:
-        async with self.db.execute("SELECT namespace, flushed_seq FROM sessions WHERE id = ?", (session,)) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            return None
-        turns = await self.buffer(session)
-        if len(turns) < every:
-            return None
-        return FlushPlan(session=session, namespace=row[0], after_seq=row[1], turns=tuple(turns))
+        def work(con):
+            row = con.execute("SELECT namespace, flushed_seq FROM sessions WHERE id = ?", (session,)).fetchone()
+            if row is None:
+                return None
+            turns = self._buffer(con, session)
+            if len(turns) < every:
+                return None
+            return FlushPlan(session=session, namespace=row[0], after_seq=row[1], turns=tuple(turns))
+
+        return await self._run(work)
 
     async def commit_flush(self, plan: FlushPlan, embeddings: np.ndarray) -> list[Document] | None:
         now = time.time()
 
-        async def work(db):
-            async with db.execute("SELECT flushed_seq FROM sessions WHERE id = ?", (plan.session,)) as cur:
-                row = await cur.fetchone()
+        def work(con):
+            row = con.execute("SELECT flushed_seq FROM sessions WHERE id = ?", (plan.session,)).fetchone()
             if row is None or row[0] != plan.after_seq:
                 return None  # someone else flushed (or forgot) this session meanwhile
             docs = []
             for turn, vector in zip(plan.turns, embeddings, strict=True):
                 text = turn.pair_text
                 vector = np.ascontiguousarray(vector, dtype=np.float32)
-                cur = await db.execute(
+                cur = con.execute(
                     "INSERT INTO documents (namespace, session, turn_id, text, embedding, created) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     (plan.namespace, plan.session, turn.id, text, vector.tobytes(), now))
-                doc_id = cur.lastrowid
-                await db.execute("INSERT INTO doc_log (namespace, op, doc_id) VALUES (?, 'add', ?)",
-                                 (plan.namespace, doc_id))
-                docs.append(Document(doc_id, plan.namespace, text, vector, plan.session))
-            await db.execute("UPDATE sessions SET flushed_seq = ? WHERE id = ?", (plan.upto_seq, plan.session))
-            await db.execute(
-                "INSERT INTO flushes (session, from_seq, to_seq, documents, at) VALUES (?, ?, ?, ?, ?)",
-                (plan.session, plan.after_seq, plan.upto_seq, len(docs), now))
+                self._log(con, plan.namespace, "add", [cur.lastrowid])
+                docs.append(Document(cur.lastrowid, plan.namespace, text, vector, plan.session))
+            con.execute("UPDATE sessions SET flushed_seq = ? WHERE id = ?", (plan.upto_seq, plan.session))
+            con.execute("INSERT INTO flushes (session, from_seq, to_seq, documents, at) VALUES (?, ?, ?, ?, ?)",
+                        (plan.session, plan.after_seq, plan.upto_seq, len(docs), now))
             return docs
 
         return await self._transaction(work)
@@ -205,29 +250,32 @@ class SqliteTurnStore:
         sql = """SELECT s.id FROM sessions s JOIN turns t ON t.session = s.id
                  WHERE t.status = 'complete' AND t.seq > s.flushed_seq
                  GROUP BY s.id HAVING COUNT(*) >= ?"""
-        async with self.db.execute(sql, (every,)) as cur:
-            return [r[0] for r in await cur.fetchall()]
+        return await self._run(lambda con: [r[0] for r in con.execute(sql, (every,))])
 
     async def forget_session(self, session: str) -> int:
-        async def work(db):
-            async with db.execute("SELECT id, namespace FROM documents WHERE session = ?", (session,)) as cur:
-                docs = await cur.fetchall()
-            await db.executemany("INSERT INTO doc_log (namespace, op, doc_id) VALUES (?, 'del', ?)",
-                                 [(ns, doc_id) for doc_id, ns in docs])
-            await db.execute("DELETE FROM documents WHERE session = ?", (session,))
-            await db.execute("DELETE FROM turns WHERE session = ?", (session,))
-            await db.execute("DELETE FROM flushes WHERE session = ?", (session,))
-            await db.execute("DELETE FROM sessions WHERE id = ?", (session,))
+        def work(con):
+            docs = con.execute("SELECT id, namespace FROM documents WHERE session = ?", (session,)).fetchall()
+            for doc_id, ns in docs:
+                self._log(con, ns, "del", [doc_id])
+            for table, column in (("documents", "session"), ("turns", "session"), ("flushes", "session"),
+                                  ("sessions", "id")):
+                con.execute(f"DELETE FROM {table} WHERE {column} = ?", (session,))
             return len(docs)
 
         return await self._transaction(work)
 
+    def _log(self, con, namespace: str, op: str, doc_ids: Sequence[int]) -> None:
+        for doc_id in doc_ids:
+            cur = con.execute("INSERT INTO doc_log (namespace, op, doc_id) VALUES (?, ?, ?)", (namespace, op, doc_id))
+            self._log_heads[namespace] = cur.lastrowid
+
     async def log_since(self, namespace: str, cursor: int | str | None) -> list[LogEntry]:
+        if int(cursor or 0) >= self._log_heads.get(namespace, 0):
+            return []
         sql = """SELECT l.seq, l.op, l.doc_id, d.text, d.embedding, d.session FROM doc_log l
                  LEFT JOIN documents d ON d.id = l.doc_id AND l.op = 'add'
                  WHERE l.namespace = ? AND l.seq > ? ORDER BY l.seq"""
-        async with self.db.execute(sql, (namespace, int(cursor or 0))) as cur:
-            rows = await cur.fetchall()
+        rows = await self._run(lambda con: con.execute(sql, (namespace, int(cursor or 0))).fetchall())
         entries = []
         for seq, op, doc_id, text, blob, session in rows:
             if op == "add" and text is None:
@@ -239,52 +287,44 @@ class SqliteTurnStore:
         return entries
 
     async def namespaces(self) -> list[str]:
-        async with self.db.execute("SELECT DISTINCT namespace FROM doc_log") as cur:
-            return [r[0] for r in await cur.fetchall()]
+        return await self._run(lambda con: [r[0] for r in con.execute("SELECT DISTINCT namespace FROM doc_log")])
 
     async def replace_knowledge(self, source: str, digest: str, chunks: Sequence[str],
                                 embeddings: np.ndarray) -> bool:
         now = time.time()
 
-        async def work(db):
-            async with db.execute("SELECT digest FROM knowledge WHERE source = ?", (source,)) as cur:
-                row = await cur.fetchone()
+        def work(con):
+            row = con.execute("SELECT digest FROM knowledge WHERE source = ?", (source,)).fetchone()
             if row is not None and row[0] == digest:
                 return False
-            await self._delete_knowledge(db, source)
+            self._delete_knowledge(con, source)
             for text, vector in zip(chunks, embeddings, strict=True):
-                cur = await db.execute(
+                cur = con.execute(
                     "INSERT INTO documents (namespace, source, text, embedding, created) VALUES (?, ?, ?, ?, ?)",
                     (KNOWLEDGE_NAMESPACE, source, text, np.asarray(vector, np.float32).tobytes(), now))
-                await db.execute("INSERT INTO doc_log (namespace, op, doc_id) VALUES (?, 'add', ?)",
-                                 (KNOWLEDGE_NAMESPACE, cur.lastrowid))
-            await db.execute("INSERT OR REPLACE INTO knowledge (source, digest) VALUES (?, ?)", (source, digest))
+                self._log(con, KNOWLEDGE_NAMESPACE, "add", [cur.lastrowid])
+            con.execute("INSERT OR REPLACE INTO knowledge (source, digest) VALUES (?, ?)", (source, digest))
             return True
 
         return await self._transaction(work)
 
-    @staticmethod
-    async def _delete_knowledge(db, source: str) -> None:
-        async with db.execute("SELECT id FROM documents WHERE source = ?", (source,)) as cur:
-            ids = [r[0] for r in await cur.fetchall()]
-        await db.executemany("INSERT INTO doc_log (namespace, op, doc_id) VALUES (?, 'del', ?)",
-                             [(KNOWLEDGE_NAMESPACE, i) for i in ids])
-        await db.execute("DELETE FROM documents WHERE source = ?", (source,))
-        await db.execute("DELETE FROM knowledge WHERE source = ?", (source,))
+    def _delete_knowledge(self, con, source: str) -> None:
+        ids = [r[0] for r in con.execute("SELECT id FROM documents WHERE source = ?", (source,))]
+        self._log(con, KNOWLEDGE_NAMESPACE, "del", ids)
+        con.execute("DELETE FROM documents WHERE source = ?", (source,))
+        con.execute("DELETE FROM knowledge WHERE source = ?", (source,))
 
     async def knowledge_sources(self) -> dict[str, str]:
-        async with self.db.execute("SELECT source, digest FROM knowledge") as cur:
-            return dict(await cur.fetchall())
+        return await self._run(lambda con: dict(con.execute("SELECT source, digest FROM knowledge").fetchall()))
 
     async def drop_knowledge(self, source: str) -> None:
-        await self._transaction(lambda db: self._delete_knowledge(db, source))
+        await self._transaction(lambda con: self._delete_knowledge(con, source))
 
     async def interrupt_pending(self) -> int:
-        cur = await self.db.execute(
+        return await self._run(lambda con: con.execute(
             "UPDATE turns SET status = 'interrupted', response = COALESCE(response, ''), completed = ? "
-            "WHERE status = 'pending'", (time.time(),))
-        return cur.rowcount
+            "WHERE status = 'pending'", (time.time(),)).rowcount)
 
     async def flush_count(self, session: str) -> int:
-        async with self.db.execute("SELECT COUNT(*) FROM flushes WHERE session = ?", (session,)) as cur:
-            return (await cur.fetchone())[0]
+        return await self._run(lambda con: con.execute(
+            "SELECT COUNT(*) FROM flushes WHERE session = ?", (session,)).fetchone()[0])

@@ -7,9 +7,12 @@ import time
 from aiohttp import web
 
 from server import keys as k
-from server.errors import ClientError
+from server.errors import ClientError, error_body
+from server.logs import get_logger
 from server.transport.frames import valid_session_id
 from server.transport.identity import namespace_for
+
+log = get_logger(__name__)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -37,7 +40,7 @@ async def _owned_session(request: web.Request) -> tuple[str, str]:
     owner = await request.app[k.CHAT].turns.session_namespace(session)
     if owner is None:
         raise ClientError("not_found", "no such session", 404)
-    if owner != namespace_for(request.get("user"), session):
+    if owner != namespace_for(request.get(k.USER), session):
         raise ClientError("forbidden", "the session belongs to another user", 403)
     return session, owner
 
@@ -53,7 +56,7 @@ async def history(request: web.Request) -> web.Response:
 async def forget(request: web.Request) -> web.Response:
     session, namespace = await _owned_session(request)
     chat = request.app[k.CHAT]
-    control = chat.claim(session)  # refuses while a turn is streaming on the session
+    control = await chat.claim(session)  # refuses while a turn is streaming on the session
     try:
         removed = await chat.turns.forget_session(session)
         await chat.memory.vectors.refresh(namespace)
@@ -62,16 +65,38 @@ async def forget(request: web.Request) -> web.Response:
     return web.json_response({"session": session, "forgotten": True, "memories_removed": removed})
 
 
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
 @web.middleware
 async def client_errors(request: web.Request, handler):
-    """ClientError → JSON error with its status; unknown exceptions → 500 without internals."""
+    """ClientError and aiohttp's own HTTP errors → JSON errors with a stable code; anything else → a
+    logged 500 that reveals nothing of the server's internals."""
     try:
         return await handler(request)
-    except ClientError as err:
-        request.app[k.METRICS].errors.labels(code=err.code).inc()
-        headers = {"Retry-After": str(max(1, round(err.retry_after)))} if err.retry_after else None
-        return web.json_response({"error": {"code": err.code, "message": err.message}}, status=err.status,
-                                 headers=headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.reason
+        if exc.status == 413:
+            message = f"the request body is larger than {request.app[k.SETTINGS].max_request_bytes} bytes"
+        err = ClientError(_HTTP_CODES.get(exc.status, "invalid_request"), message, exc.status)
+    except ClientError as caught:
+        err = caught
+    except Exception:
+        log.exception("request failed", path=request.path, method=request.method)
+        err = ClientError("internal_error", "an unexpected error; see the server log", 500)
+    request.app[k.METRICS].errors.labels(code=err.code).inc()
+    return error_response(err)
+
+
+def error_response(err: ClientError) -> web.Response:
+    headers = {}
+    if err.retry_after:
+        headers["Retry-After"] = str(max(1, round(err.retry_after)))
+    if err.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="chat"'
+    return web.json_response(error_body(err), status=err.status, headers=headers)
 
 
 def add_routes(app: web.Application) -> None:

@@ -6,16 +6,16 @@ import asyncio
 import contextlib
 import time
 
-import orjson
 from aiohttp import WSMsgType, web
 
 from server.chat import ChatService, TurnControl
 from server.errors import ClientError
 from server.events import TurnReceived
-from server.keys import CHAT, CONNECTIONS, METRICS, SETTINGS
+from server.keys import CHAT, CONNECTIONS, METRICS, SETTINGS, USER
 from server.logs import get_logger
 from server.transport.frames import CancelFrame, ChatFrame, parse_frame
 from server.transport.identity import namespace_for
+from server.transport.outbox import Outbox
 
 log = get_logger(__name__)
 
@@ -23,17 +23,18 @@ log = get_logger(__name__)
 class Connection:
     """One websocket client: at most one turn streams on it at a time."""
 
-    def __init__(self, ws: web.WebSocketResponse, chat: ChatService, user: str | None, max_chars: int,
-                 metrics):
+    def __init__(self, ws: web.WebSocketResponse, chat: ChatService, user: str | None, max_chars: int, metrics,
+                 send_timeout: float = 15.0, transport: asyncio.BaseTransport | None = None):
         self.ws = ws
         self.chat = chat
         self.user = user
         self.max_chars = max_chars
         self.metrics = metrics
+        self.outbox = Outbox(ws, send_timeout, transport=transport)
         self.turn: tuple[str, TurnControl] | None = None
 
     async def send(self, frame: dict) -> None:
-        await self.ws.send_str(orjson.dumps(frame).decode())
+        await self.outbox.send(frame)
 
     async def send_error(self, error: ClientError) -> None:
         self.metrics.errors.labels(code=error.code).inc()
@@ -46,7 +47,7 @@ class Connection:
             if isinstance(frame, CancelFrame):
                 self.cancel(frame.session)
             else:
-                self.start_turn(frame, received_at)
+                await self.start_turn(frame, received_at)
         except ClientError as err:
             await self.send_error(err)
 
@@ -55,12 +56,13 @@ class Connection:
             raise ClientError("no_turn", "there is no running turn to cancel")
         self.turn[1].stop()
 
-    def start_turn(self, frame: ChatFrame, received_at: float) -> None:
+    async def start_turn(self, frame: ChatFrame, received_at: float) -> None:
         if self.turn is not None and not self.turn[1].released:
             raise ClientError("turn_in_progress", "a turn is already streaming on this connection", 409)
-        control = self.chat.claim(frame.session)
+        namespace = namespace_for(self.user, frame.session)
+        control = await self.chat.claim(frame.session, namespace)
         self.turn = (frame.session, control)
-        event = TurnReceived(frame.session, namespace_for(self.user, frame.session), frame.text, received_at)
+        event = TurnReceived(frame.session, namespace, frame.text, received_at)
         control.task = asyncio.create_task(self._run(event, control))
 
     async def _run(self, event: TurnReceived, control: TurnControl) -> None:
@@ -84,6 +86,7 @@ class Connection:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        await self.outbox.flush()
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
@@ -91,8 +94,9 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     settings = app[SETTINGS]
     ws = web.WebSocketResponse(max_msg_size=settings.max_frame_bytes, heartbeat=30.0)
     await ws.prepare(request)
-    conn = Connection(ws, app[CHAT], request.get("user"), settings.max_message_chars, app[METRICS])
-    app[CONNECTIONS].add(ws)
+    conn = Connection(ws, app[CHAT], request.get(USER), settings.max_message_chars, app[METRICS],
+                      settings.send_timeout, request.transport)
+    app[CONNECTIONS].add(conn)
     app[METRICS].connections.inc()
     try:
         async for msg in ws:
@@ -106,6 +110,6 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                 break
     finally:
         await conn.close()
-        app[CONNECTIONS].discard(ws)
+        app[CONNECTIONS].discard(conn)
         app[METRICS].connections.dec()
     return ws

@@ -6,6 +6,7 @@ import sys
 
 import aiohttp
 import httpx
+import psutil
 import pytest
 
 from tests.server.test_memory import TOPICS
@@ -97,3 +98,23 @@ def test_a_model_that_cannot_be_loaded_stops_the_start_with_a_hint(tmp_path):
                           timeout=120)
     assert proc.returncode == 1
     assert "point MODEL at a local model directory" in proc.stderr
+
+
+def test_a_second_server_on_the_same_data_dir_refuses_to_start(tiny_model_dir, tmp_path):
+    first = ServerProcess(tmp_path / "a", server_env(tiny_model_dir, tmp_path / "data")).start()
+    try:
+        second = ServerProcess(tmp_path / "b", server_env(tiny_model_dir, tmp_path / "data")).start(wait=False)
+        assert second.wait_exit(120) == 1
+        assert "is in use by another server process" in second.logs()
+        assert httpx.get(f"{first.url}/health").status_code == 200
+    finally:
+        first.stop()
+
+
+def test_embedding_worker_processes_exit_when_the_server_is_sigkilled(tiny_model_dir, tmp_path):
+    server = ServerProcess(tmp_path, server_env(tiny_model_dir, tmp_path / "data", EMBED_WORKERS="process")).start()
+    workers = psutil.Process(server.proc.pid).children(recursive=True)
+    assert len(workers) >= 2, "one worker process per embedding lane"
+    server.kill()
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert alive == [], "a worker outlived the server that spawned it"

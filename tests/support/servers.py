@@ -23,18 +23,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
+def wait_healthy(url: str, timeout: float = 120.0, proc: subprocess.Popen | None = None,
+                 headers: dict[str, str] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before becoming healthy")
         try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+            if httpx.get(f"{url}/health", timeout=1.0, headers=headers).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{url} did not become healthy in {timeout}s")
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    """Until `url` answers at all (any status): for the fake upstreams started as processes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer in {timeout}s")
 
 
 class ServerProcess:
@@ -44,8 +57,11 @@ class ServerProcess:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        # Thread embedding workers start about 6 s sooner than processes (no second and third
+        # interpreter importing torch), and tests restart servers often; the process lanes have
+        # tests of their own (tests/server/test_embedder.py, test_durability.py).
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "LOG_FORMAT": "json",
-                    "PYTHONPATH": str(REPO), **env}
+                    "PYTHONPATH": str(REPO), "EMBED_WORKERS": "thread", **env}
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / f"server-{self.port}.log"
         self.starts = 0
@@ -66,7 +82,8 @@ class ServerProcess:
                                      env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         if wait:
-            wait_healthy(self.url, proc=self.proc)
+            token = env.get("SERVER_TOKENS", "").split(",")[0].split(":")[0]
+            wait_healthy(self.url, proc=self.proc, headers={"Authorization": f"Bearer {token}"} if token else None)
         return self
 
     def kill(self) -> None:
@@ -124,13 +141,13 @@ class ServerThread:
         asyncio.run(self._serve())
 
     async def _serve(self) -> None:
-        from aiohttp import web
-
-        from server.app import build_app
-
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
+            from aiohttp import web
+
+            from server.app import build_app
+
             self.app = build_app(self.settings, self.hooks)
             runner = web.AppRunner(self.app, handler_cancellation=True)
             await runner.setup()

@@ -1,0 +1,1 @@
+"""Web search APIs behind the `SearchProvider` protocol (server/search/protocols.py)."""

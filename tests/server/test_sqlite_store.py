@@ -1,0 +1,54 @@
+"""The SQLite TurnStore: ownership of sessions and the compare-and-set flush."""
+
+import numpy as np
+import pytest
+
+from server.store.sqlite_turns import SqliteTurnStore
+
+
+@pytest.fixture
+async def store(tmp_path):
+    s = SqliteTurnStore(tmp_path / "turns.sqlite3")
+    await s.start()
+    yield s
+    await s.close()
+
+
+async def complete_turns(store, session, n, namespace=None):
+    for i in range(n):
+        t = await store.begin_turn(session, namespace or f"session:{session}", f"message {i}")
+        await store.finish_turn(t.id, f"reply {i}", "complete")
+
+
+async def test_a_session_belongs_to_the_namespace_that_started_it(store):
+    await store.begin_turn("s", "user:alice", "hello")
+    with pytest.raises(PermissionError):
+        await store.begin_turn("s", "user:mallory", "let me in")
+
+
+async def test_two_flushes_planned_from_the_same_watermark_commit_once(store):
+    await complete_turns(store, "s", 5)
+    first = await store.plan_flush("s", 5)
+    second = await store.plan_flush("s", 5)
+    vectors = np.ones((5, 4), np.float32)
+    assert len(await store.commit_flush(first, vectors)) == 5
+    assert await store.commit_flush(second, vectors) is None
+    assert await store.flush_count("s") == 1
+    assert await store.buffer("s") == []
+    assert await store.plan_flush("s", 5) is None
+
+
+async def test_only_completed_turns_count_towards_a_flush(store):
+    await complete_turns(store, "s", 4)
+    failed = await store.begin_turn("s", "session:s", "this one fails")
+    await store.finish_turn(failed.id, "", "failed")
+    assert await store.plan_flush("s", 5) is None
+    await complete_turns(store, "s", 1)
+    plan = await store.plan_flush("s", 5)
+    assert [t.seq for t in plan.turns] == [1, 2, 3, 4, 6]
+
+
+async def test_pending_turns_left_by_a_crash_become_interrupted(store):
+    await store.begin_turn("s", "session:s", "the server died here")
+    assert await store.interrupt_pending() == 1
+    assert [t.status for t in await store.history("s")] == ["interrupted"]

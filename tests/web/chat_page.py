@@ -1,0 +1,78 @@
+"""The chat page as a person sees it, read through Playwright (sync API)."""
+
+from __future__ import annotations
+
+import time
+
+from playwright.sync_api import Page
+
+# Every chat message in page order: who wrote it, the title of a collapsible block, and the text shown.
+_MESSAGES_JS = """() => [...document.querySelectorAll('#chat [data-testid="user"], #chat [data-testid="bot"]')]
+  .map(el => {
+    const title = el.querySelector('.thought-group .title');
+    return {role: el.dataset.testid, title: title ? title.innerText.trim() : null, text: el.innerText};
+  })"""
+
+
+class ChatPage:
+    def __init__(self, page: Page, url: str):
+        self.page = page
+        self.url = url
+
+    def open(self) -> ChatPage:
+        self.page.goto(self.url)
+        self.wait_loaded()
+        return self
+
+    def wait_loaded(self) -> None:
+        self.page.locator("#session-info code").wait_for(timeout=30_000)
+
+    def reload(self) -> None:
+        self.page.reload()
+        self.wait_loaded()
+
+    @property
+    def session(self) -> str:
+        return self.page.inner_text("#session-info code").strip()
+
+    @property
+    def info(self) -> str:
+        return self.page.inner_text("#session-info")
+
+    def send(self, text: str) -> None:
+        self.page.fill("#message textarea", text)
+        self.page.press("#message textarea", "Enter")
+
+    def messages(self) -> list[dict]:
+        return self.page.evaluate(_MESSAGES_JS)
+
+    def last_turn(self) -> list[dict]:
+        """The last user message and everything shown after it."""
+        messages = self.messages()
+        users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+        return messages[users[-1]:] if users else []
+
+    def reply(self) -> str:
+        """The text of the last turn's reply so far ('' before the first token shows)."""
+        return next((m["text"] for m in self.last_turn()[1:] if m["title"] is None and not m["text"].startswith("⚠️")),
+                    "")
+
+    def titles(self) -> list[str]:
+        return [m["title"] for m in self.last_turn() if m["title"]]
+
+    def streaming(self) -> bool:
+        return self.page.is_visible("#stop")
+
+    def wait_streaming(self, timeout: float = 30) -> None:
+        self.page.locator("#stop").wait_for(state="visible", timeout=timeout * 1000)
+
+    def wait_idle(self, timeout: float = 120) -> None:
+        self.page.locator("#send").wait_for(state="visible", timeout=timeout * 1000)
+
+    def wait_for_reply_text(self, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text := self.reply():
+                return text
+            time.sleep(0.05)
+        raise TimeoutError("no reply text appeared")
