@@ -2,6 +2,7 @@
 the first token (429 honouring Retry-After, 5xx, dropped connections, stalls past the timeout), a
 failure after tokens ends the reply, and the API key never shows up in errors or logs."""
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -147,5 +148,5 @@ async def test_cancelling_the_reply_closes_the_connection_to_the_endpoint(genera
     for _ in range(100):
         if scripted.requests[0].disconnected:
             break
-        time.sleep(0.02)
+        await asyncio.sleep(0.02)  # the socket closes on the next turns of the event loop
     assert scripted.requests[0].disconnected, "the endpoint saw the client go and can stop generating"
