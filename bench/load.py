@@ -317,6 +317,8 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=10_000, help="idle websocket connections to hold (0: skip)")
     parser.add_argument("--no-slow-reader", action="store_true")
     parser.add_argument("--flush-every", type=int, default=5, help="the server's FLUSH_EVERY")
+    parser.add_argument("--embed-workers", choices=["process", "thread"], default="process",
+                        help="the server's EMBED_WORKERS")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
@@ -345,7 +347,8 @@ def main() -> None:
             results["direct"] = asyncio.run(run_direct(args, upstream_url))
             server = ServerProcess(workdir / "off", server_env(workdir / "off", upstream_url,
                                                                MAX_NEW_TOKENS=str(args.tokens),
-                                                               FLUSH_EVERY=str(args.flush_every))).start()
+                                                               FLUSH_EVERY=str(args.flush_every),
+                                                               EMBED_WORKERS=args.embed_workers)).start()
             try:
                 results["server"], results["server_proc"] = asyncio.run(run_server(args, server, upstream.pid))
                 if args.idle:
@@ -359,7 +362,7 @@ def main() -> None:
                 try:
                     cfg = web.settings_for("searxng")
                     env = server_env(workdir / "on", upstream_url, MAX_NEW_TOKENS=str(args.tokens),
-                                     FLUSH_EVERY=str(args.flush_every),
+                                     FLUSH_EVERY=str(args.flush_every), EMBED_WORKERS=args.embed_workers,
                                      SEARCH_PROVIDER="searxng", SEARCH_URL=cfg["search_url"],
                                      SEARCH_FETCH_ALLOW=cfg["search_fetch_allow"], SEARCH_SUMMARIZER="extractive")
                     server = ServerProcess(workdir / "on", env).start()
