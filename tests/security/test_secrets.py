@@ -28,8 +28,7 @@ async def test_no_key_appears_in_logs_frames_errors_metrics_or_health(tmp_path):
            "SEARCH_PROVIDER": "google", "SEARCH_URL": web.api_url("google"), "GOOGLE_API_KEY": GOOGLE_KEY,
            "GOOGLE_CSE_ID": GOOGLE_CSE, "SEARCH_FETCH_ALLOW": f"127.0.0.1:{web.ports['pages']}",
            "SEARCH_BREAKER_FAILURES": "100", "SERVER_TOKENS": f"{TOKEN}:alice,{OTHER_TOKEN}:bob",
-           "DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "DEBUG", "LOG_FORMAT": "json",
-           "EMBED_WORKERS": "thread"}
+           "DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "DEBUG", "LOG_FORMAT": "json"}
     server = ServerProcess(tmp_path, env).start()
     seen: list[str] = []  # everything a client or an operator could read
     auth = {"Authorization": f"Bearer {TOKEN}"}
