@@ -31,6 +31,7 @@ import aiohttp
 import httpx
 import orjson
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.servers import ServerProcess, free_port, wait_http
 
@@ -189,8 +190,12 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
 async def run_server(args, server: ServerProcess, upstream_pid: int) -> tuple[Stats, dict]:
     stats = Stats()
     proc = psutil.Process(server.proc.pid)
-    groups = {"server": [proc], "embedding workers": proc.children(recursive=True),
-              "upstream": [psutil.Process(upstream_pid)], "load clients": [psutil.Process()]}
+    lanes: dict[str, list[psutil.Process]] = {"turn embedding": [], "flush embedding": []}
+    for worker in proc.children(recursive=True):  # process workers; the flush lane's runs niced
+        argv = worker.cmdline()
+        niced = "--nice" in argv and argv[argv.index("--nice") + 1] != "0"
+        lanes["flush embedding" if niced else "turn embedding"].append(worker)
+    groups = {"server": [proc], **lanes, "upstream": [psutil.Process(upstream_pid)], "load clients": [psutil.Process()]}
     cpu_before = {name: cpu_seconds(ps) for name, ps in groups.items()}
     rss = [proc.memory_info().rss]
     connector = aiohttp.TCPConnector(limit=0)
@@ -217,25 +222,43 @@ async def run_server(args, server: ServerProcess, upstream_pid: int) -> tuple[St
         await asyncio.gather(*(one(i, plan) for i, plan in enumerate(plans)))
         stats.ended = time.perf_counter()
         sampler.cancel()
-    phases = phase_means(server.url)
+    phases = phase_stats(server.url)
     cpu = {name: (cpu_seconds(ps) - cpu_before[name]) / stats.seconds for name, ps in groups.items()}
     return stats, {"cpu": cpu, "rss_peak_mib": max(rss) / 2**20, "rss_start_mib": rss[0] / 2**20,
                    "phases": phases}
 
 
-def phase_means(url: str) -> dict[str, float]:
-    """Mean seconds per pipeline step before generation, and the event loop's mean lag, from /metrics."""
+def phase_stats(url: str) -> dict[str, tuple[float, float, float]]:
+    """(mean, p99 bucket bound, count) seconds per pipeline step before generation, for the whole server-side
+    overhead before the generator is called, and for the event loop's lag, from /metrics."""
+    wanted = {"chat_turn_phase_seconds": "phase", "chat_server_overhead_seconds": "phase",
+              "chat_event_loop_lag_seconds": None, "chat_gc_pause_seconds": "generation"}
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        for name, into in (("chat_turn_phase_seconds_sum", sums), ("chat_turn_phase_seconds_count", counts)):
-            if line.startswith(name + "{"):
-                phase = line.split('phase="', 1)[1].split('"', 1)[0]
-                into[phase] = float(line.rsplit(" ", 1)[1])
-        for name, into in (("chat_event_loop_lag_seconds_sum", sums), ("chat_event_loop_lag_seconds_count", counts)):
-            if line.startswith(name + " "):
-                into["loop lag"] = float(line.rsplit(" ", 1)[1])
-    return {p: sums[p] / counts[p] for p in sums if counts.get(p)}
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        label = wanted.get(family.name, "")
+        if label == "":
+            continue
+        for sample in family.samples:
+            key = sample.labels.get(label, "") if label else "loop lag"
+            if family.name == "chat_gc_pause_seconds":
+                key = f"gc gen{key}"
+            if family.name == "chat_server_overhead_seconds":
+                if key != "before_generation":
+                    continue
+                key = "all before generation"
+            if sample.name.endswith("_sum"):
+                sums[key] = sample.value
+            elif sample.name.endswith("_count"):
+                counts[key] = sample.value
+            elif sample.name.endswith("_bucket"):
+                buckets.setdefault(key, []).append((float(sample.labels["le"]), sample.value))
+
+    def p99(key: str) -> float:
+        return next(le for le, cumulative in sorted(buckets[key]) if cumulative >= 0.99 * counts[key])
+
+    return {k: (sums[k] / counts[k], p99(k), counts[k]) for k in sums if counts.get(k)}
 
 
 async def idle_connections(server: ServerProcess, count: int) -> dict:
@@ -388,8 +411,9 @@ def main() -> None:
     proc = results["server_proc"]
     print("cores busy: " + ", ".join(f"{k} {v:.2f}" for k, v in proc["cpu"].items())
           + f"; server RSS {proc['rss_start_mib']:.0f} → peak {proc['rss_peak_mib']:.0f} MiB")
-    print("server's mean ms per step before generation: "
-          + ", ".join(f"{k} {v * 1000:.1f}" for k, v in proc["phases"].items()))
+    print("server-side ms (mean / p99 bucket bound): "
+          + ", ".join(f"{k} {mean * 1000:.1f} / ≤{p99 * 1000:g}" + (f" ×{n:.0f}" if k.startswith("gc") else "")
+                      for k, (mean, p99, n) in proc["phases"].items()))
     if "search" in results:
         print(row("server, search on", results["search"]))
         sp = results["search_proc"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 
 from pydantic import ValidationError
@@ -58,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
 
+    app = build_app(settings)
+    app.on_startup.append(_freeze_startup_heap)  # after the lifecycle's start-up: models, stores, clients
     try:
-        web.run_app(build_app(settings), host=settings.host, port=settings.port, access_log=None,
+        web.run_app(app, host=settings.host, port=settings.port, access_log=None,
                     shutdown_timeout=settings.drain_timeout + 5, print=None,
                     handler_cancellation=True)
     except StartupError as exc:
@@ -67,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+async def _freeze_startup_heap(app) -> None:
+    """Move what start-up allocated (modules, models, clients: ~300k objects) out of the collector's
+    reach: a full collection over them took ~150 ms, long enough to show in every latency tail."""
+    gc.collect()
+    gc.freeze()
 
 
 if __name__ == "__main__":

@@ -65,7 +65,9 @@ async def _lifecycle(app: web.Application, hooks: Hooks):
     persona = settings.persona_file.read_text(encoding="utf-8")
     turns = create_turn_store(settings)
     embedder = SentenceTransformerEmbedder(settings.embed_model, batch_size=settings.embed_batch,
-                                           threads=settings.embed_threads, workers=settings.embed_workers)
+                                           threads=settings.embed_threads, workers=settings.embed_workers,
+                                           precision=settings.embed_precision,
+                                           background_linger=settings.embed_background_linger)
     generator = create_generator(settings)
     await turns.start()
     lag_watch = asyncio.create_task(metrics.watch_loop_lag())

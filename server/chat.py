@@ -38,6 +38,15 @@ from server.protocols import (
 
 log = get_logger(__name__)
 
+
+def _discard(*futures: asyncio.Future) -> None:
+    for fut in futures:
+        if not fut.done():
+            fut.cancel()
+        elif not fut.cancelled():
+            fut.exception()  # retrieved: an unused result's error is not worth a warning
+
+
 Send = Callable[[dict], Awaitable[None]]
 
 
@@ -169,6 +178,18 @@ class ChatService:
 
     async def _run(self, event: TurnReceived, send: Send, control: TurnControl,
                    params: GenerationParams) -> TurnResult:
+        # The message's embedding and the session's buffer do not depend on the commit: start them now
+        # so that they overlap it. Nothing reaches the model or the client before the commit.
+        embedding = asyncio.ensure_future(self._embed(event.text))
+        buffer = asyncio.ensure_future(self.turns.buffer(event.session))
+        try:
+            return await self._run_committed(event, send, control, params, embedding, buffer)
+        finally:
+            _discard(embedding, buffer)
+
+    async def _run_committed(self, event: TurnReceived, send: Send, control: TurnControl,
+                             params: GenerationParams, embedding: asyncio.Future,
+                             buffer: asyncio.Future) -> TurnResult:
         try:
             record = await self.turns.begin_turn(event.session, event.namespace, event.text)
         except PermissionError as exc:
@@ -184,7 +205,7 @@ class ChatService:
         timing.mark("persist")
         try:
             await send({"type": "start", "turn": record.id})
-            prompt, search = await self._prepare(event, send, timing)
+            prompt, search = await self._prepare(event, send, timing, embedding, buffer)
             await self._stream(prompt, params, usage, pieces, send, timing)
         except asyncio.CancelledError:
             await self._finish(record, event, "".join(pieces), "interrupted")
@@ -212,12 +233,20 @@ class ChatService:
             self.on_turn(result)
         return result
 
-    async def _prepare(self, event: TurnReceived, send: Send,
-                       timing: TurnTiming) -> tuple[BuiltPrompt, SearchOutcome | None]:
-        buffer, vector = await asyncio.gather(self.turns.buffer(event.session), self._embed(event.text))
+    async def _prepare(self, event: TurnReceived, send: Send, timing: TurnTiming, embedding: asyncio.Future,
+                       buffer_read: asyncio.Future) -> tuple[BuiltPrompt, SearchOutcome | None]:
+        vector = await embedding
         timing.mark("embed")
-        (memories, knowledge), search = await asyncio.gather(
-            self._retrieve(event.namespace, vector), self._search(event.text, vector, buffer))
+        buffer = await buffer_read  # read while the message was embedded: this is only what is left of it
+        timing.mark("buffer")
+        if vector is None:  # memory and search are enhancements: the turn goes on without them
+            search, memories, knowledge = None, [], []
+        elif (search := self._search_known(vector)) is not None:
+            # nothing to overlap: no tasks, so no extra trips through a busy event loop
+            memories, knowledge = await self._retrieve(event.namespace, vector)
+        else:  # a real search runs while memories are retrieved
+            (memories, knowledge), search = await asyncio.gather(
+                self._retrieve(event.namespace, vector), self._search(event.text, vector, buffer))
         timing.mark("retrieve_and_search")
         if search is not None and search.query:
             await send({"type": "search", "query": search.query, "summary": search.summary or "",
@@ -238,9 +267,7 @@ class ChatService:
             log.warning("embedding skipped", error=repr(exc))
             return None
 
-    async def _retrieve(self, namespace: str, vector: np.ndarray | None) -> tuple[list[Hit], list[Hit]]:
-        if vector is None:
-            return [], []
+    async def _retrieve(self, namespace: str, vector: np.ndarray) -> tuple[list[Hit], list[Hit]]:
         try:
             async with asyncio.timeout(self.retrieval_timeout):
                 return await self.memory.retrieve(namespace, vector)
@@ -248,9 +275,14 @@ class ChatService:
             log.warning("retrieval skipped", error=repr(exc))
             return [], []
 
-    async def _search(self, text: str, vector: np.ndarray | None, recent: list[TurnRecord]) -> SearchOutcome | None:
-        if vector is None:
-            return None
+    def _search_known(self, vector: np.ndarray) -> SearchOutcome | None:
+        """The search step's outcome where it is known without I/O (disabled, not needed)."""
+        outcome = self.search.precheck(vector)  # never raises, like `run`
+        if outcome is not None:
+            self.metrics.search.labels(outcome=outcome.skipped or "none").inc()
+        return outcome
+
+    async def _search(self, text: str, vector: np.ndarray, recent: list[TurnRecord]) -> SearchOutcome:
         try:
             async with asyncio.timeout(self.search_timeout):
                 outcome = await self.search.run(text, vector, recent)

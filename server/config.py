@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     embed_batch: int = Field(64, ge=1)
     embed_threads: int = Field(1, ge=1, description="torch threads for embeddings (the loop needs a core too)")
     embed_workers: str = Field("process", pattern="^(process|thread)$")
+    embed_background_linger: float = Field(0.5, ge=0, le=10, description="seconds the flush lane waits to batch")
+    embed_precision: str = Field("auto", pattern="^(auto|fp32|bf16)$",
+                                 description="auto: bf16 linear layers where the CPU/GPU has native bf16")
     retrieval_timeout: float = Field(2.0, gt=0)
 
     # search

@@ -224,6 +224,10 @@ class SearchOutcome:
 class SearchStep(Protocol):
     """classify → (query → fetch → extract → summarise); never raises, reports `skipped` instead."""
 
+    def precheck(self, vector: np.ndarray) -> SearchOutcome | None:
+        """The outcome when it is known without I/O (disabled, not needed); None when `run` must search."""
+        ...
+
     async def run(self, text: str, vector: np.ndarray, recent: Sequence[TurnRecord]) -> SearchOutcome: ...
 
     async def close(self) -> None: ...

@@ -238,7 +238,6 @@ class OpenAIGenerator:
             "stream_options": {"include_usage": True}, self._limit_field: params.max_new_tokens,
             "temperature": params.temperature, "top_p": params.top_p,
         }
-        usage.prompt_tokens = sum(self.count_tokens(m.content) + _PER_MESSAGE_OVERHEAD for m in messages)
         reported = Usage()
         stream, first = await self._open(request, reported)
         pieces: list[str] = []
@@ -260,10 +259,13 @@ class OpenAIGenerator:
         finally:
             # closing the response tells the endpoint to stop generating (client gone or turn cancelled)
             await stream.close()
+            # counted only when the endpoint sent no usage (cut off, or it ignores stream_options), and
+            # only now: tokenising the prompt before the request would delay the first token
+            usage.prompt_tokens = reported.prompt_tokens or sum(
+                self.count_tokens(m.content) + _PER_MESSAGE_OVERHEAD for m in messages)
             if reported.prompt_tokens or reported.completion_tokens:
-                usage.prompt_tokens = reported.prompt_tokens or usage.prompt_tokens
                 usage.completion_tokens = reported.completion_tokens
-            else:  # the endpoint sent no usage (cut off, or it ignores stream_options): count ourselves
+            else:
                 usage.completion_tokens = self.count_tokens("".join(pieces)) if pieces else 0
 
     async def _open(self, request: dict, reported: Usage):

@@ -6,8 +6,11 @@ from server.protocols import SearchOutcome
 
 
 class DisabledSearch:
-    async def run(self, text, vector, recent) -> SearchOutcome:
+    def precheck(self, vector) -> SearchOutcome:
         return SearchOutcome(skipped="disabled")
+
+    async def run(self, text, vector, recent) -> SearchOutcome:
+        return self.precheck(vector)
 
     async def close(self) -> None:
         return None

@@ -48,8 +48,8 @@ class WebSearch:
         self.executor = executor
         self.stats: Counter[str] = Counter()  # what happened, for /metrics-style inspection and tests
 
-    async def run(self, text: str, vector: np.ndarray, recent: Sequence[TurnRecord]) -> SearchOutcome:
-        deadline = asyncio.get_running_loop().time() + self.budget
+    def precheck(self, vector: np.ndarray) -> SearchOutcome | None:
+        """The classifier's verdict: an outcome when no search is needed, None when one is."""
         try:
             decision = self.classifier.decide(np.asarray(vector, dtype=np.float32))
         except Exception as exc:
@@ -59,6 +59,12 @@ class WebSearch:
         if not decision.search:
             self.stats["not_needed"] += 1
             return SearchOutcome(skipped="not_needed")
+        return None
+
+    async def run(self, text: str, vector: np.ndarray, recent: Sequence[TurnRecord]) -> SearchOutcome:
+        deadline = asyncio.get_running_loop().time() + self.budget
+        if (known := self.precheck(vector)) is not None:
+            return known
         query = standalone_query(text, recent)
         self.stats["searched"] += 1
         try:

@@ -90,7 +90,7 @@ async def wait_for_progress(state: Path, rows: int, timeout: float = 60) -> None
 
 async def test_ctrl_c_saves_what_was_fetched_and_resume_finishes(start_mirror, tmp_path):
     mirror = await start_mirror(sample=0.01)
-    proc = await start_cli(mirror, tmp_path, "--rate", "100")
+    proc = await start_cli(mirror, tmp_path, "--rate", "20")  # ~11 s of crawling: the signal lands inside it
     await wait_for_progress(tmp_path / "state.sqlite3", 20)
     proc.send_signal(signal.SIGINT)
     code, err = await finish(proc)
@@ -108,7 +108,7 @@ async def test_ctrl_c_saves_what_was_fetched_and_resume_finishes(start_mirror, t
 
 async def test_sigterm_is_handled_like_ctrl_c(start_mirror, tmp_path):
     mirror = await start_mirror(sample=0.01)
-    proc = await start_cli(mirror, tmp_path, "--rate", "100")
+    proc = await start_cli(mirror, tmp_path, "--rate", "20")  # ~11 s of crawling: the signal lands inside it
     await wait_for_progress(tmp_path / "state.sqlite3", 5)
     proc.terminate()
     code, err = await finish(proc)

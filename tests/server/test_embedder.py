@@ -1,12 +1,14 @@
 """The shared embedder: micro-batching, and turns served before background work, in both worker modes."""
 
 import asyncio
+import os
+import signal
 
 import numpy as np
 import pytest
 
 from server.memory import embed_worker
-from server.memory.embedder import SentenceTransformerEmbedder
+from server.memory.embedder import EmbedderUnavailable, SentenceTransformerEmbedder, default_model_path
 
 
 @pytest.fixture(scope="module", params=["thread", "process"])
@@ -31,22 +33,21 @@ def test_concurrent_requests_share_forward_passes_and_get_their_own_rows(embedde
     embedder, loop = embedder_loop
     texts = [f"message number {i} about topic {i % 7}" for i in range(40)]
     batches = []
-    lane = embedder._turns
-    original = lane.call
+    worker = embedder._turns.worker
+    original = worker.encode
 
-    async def counting(fn, *args):
-        if fn is embed_worker.encode:
-            batches.append(len(args[1]))
-        return await original(fn, *args)
+    async def counting(batch):
+        batches.append(len(batch))
+        return await original(batch)
 
-    lane.call = counting
+    worker.encode = counting
     try:
         async def all_at_once():
             return await asyncio.gather(*(embedder.embed([t]) for t in texts))
 
         rows = loop.run_until_complete(all_at_once())
     finally:
-        lane.call = original
+        worker.encode = original
     alone = loop.run_until_complete(embedder.embed(texts))
     assert len(batches) < len(texts) / 4, batches
     assert np.allclose(np.concatenate(rows), alone, atol=1e-5)
@@ -71,3 +72,72 @@ def test_a_turn_is_embedded_while_background_work_is_still_running(embedder_loop
 
     loop.run_until_complete(scenario())
     assert order == ["turn", "background"]
+
+
+def test_a_killed_worker_process_fails_its_batch_and_a_fresh_one_serves_the_next():
+    async def scenario():
+        embedder = SentenceTransformerEmbedder(workers="process")
+        await embedder.start()
+        try:
+            before = await embedder.embed(["how was your day?"])
+            os.kill(embedder._turns.worker.proc.pid, signal.SIGKILL)
+            with pytest.raises(EmbedderUnavailable, match="exited"):
+                await embedder.embed(["this batch was held by the dead worker"])
+            after = await embedder.embed(["how was your day?"])
+            assert np.allclose(before, after, atol=1e-5)
+        finally:
+            await embedder.close()
+        assert embedder._turns.worker.proc.returncode is not None
+        assert embedder._background.worker.proc.returncode is not None
+
+    asyncio.run(scenario())
+
+
+def test_a_worker_process_that_cannot_load_its_model_fails_start_clearly(tmp_path):
+    embedder = SentenceTransformerEmbedder(tmp_path / "no-such-model", workers="process")
+    with pytest.raises(EmbedderUnavailable, match="embedding worker exited with code 1"):
+        asyncio.run(embedder.start())
+
+
+def test_bf16_linear_layers_keep_vectors_and_neighbours_of_float32():
+    texts = ["how to deadlift safely", "deadlift form tips", "my cat knocked over a plant",
+             "the cat broke a flower pot", "what should I cook tonight", "dinner ideas with rice",
+             "明月几时有，把酒问青天", "但愿人长久，千里共婵娟", "the weather in Hangzhou", "rain over West Lake"]
+    full, info32 = embed_worker.load_model(str(default_model_path()), "cpu", 1, "fp32")
+    half, info16 = embed_worker.load_model(str(default_model_path()), "cpu", 1, "bf16")
+    assert (info32["precision"], info16["precision"]) == ("fp32", "bf16")
+    a, b = embed_worker.encode(full, texts, 16), embed_worker.encode(half, texts, 16)
+    assert b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1, atol=1e-4)
+    assert (a * b).sum(axis=1).min() > 0.999
+    sims_a, sims_b = a @ a.T, b @ b.T
+    np.fill_diagonal(sims_a, -1)
+    np.fill_diagonal(sims_b, -1)
+    assert (sims_a.argmax(axis=1) == sims_b.argmax(axis=1)).all()
+
+
+def test_the_background_lane_lingers_so_that_flushes_from_several_sessions_share_one_pass():
+    async def scenario():
+        embedder = SentenceTransformerEmbedder(background_linger=0.3)
+        await embedder.start()
+        batches = []
+        worker = embedder._background.worker
+        original = worker.encode
+
+        async def counting(batch):
+            batches.append(len(batch))
+            return await original(batch)
+
+        worker.encode = counting
+        try:
+            async def flush(session: int, delay: float):
+                await asyncio.sleep(delay)
+                return await embedder.embed([f"User: hi from {session}\nResponse: hello {i}" for i in range(5)],
+                                            background=True)
+
+            rows = await asyncio.gather(flush(1, 0), flush(2, 0.1), flush(3, 0.2))
+        finally:
+            await embedder.close()
+        assert batches == [15]
+        assert [r.shape for r in rows] == [(5, 384)] * 3
+
+    asyncio.run(scenario())
