@@ -20,6 +20,9 @@ async def start_cli(mirror, out: Path, *extra: str) -> asyncio.subprocess.Proces
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "scraper", *args,
         cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        # a suite started in the background (`cmd &` without job control) inherits SIGINT ignored, and
+        # so would the scraper, as any program should; these tests are about Ctrl-C, so restore it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
 
 
@@ -90,7 +93,7 @@ async def wait_for_progress(state: Path, rows: int, timeout: float = 60) -> None
 
 async def test_ctrl_c_saves_what_was_fetched_and_resume_finishes(start_mirror, tmp_path):
     mirror = await start_mirror(sample=0.01)
-    proc = await start_cli(mirror, tmp_path, "--rate", "20")  # ~11 s of crawling: the signal lands inside it
+    proc = await start_cli(mirror, tmp_path, "--rate", "100")
     await wait_for_progress(tmp_path / "state.sqlite3", 20)
     proc.send_signal(signal.SIGINT)
     code, err = await finish(proc)
@@ -108,7 +111,7 @@ async def test_ctrl_c_saves_what_was_fetched_and_resume_finishes(start_mirror, t
 
 async def test_sigterm_is_handled_like_ctrl_c(start_mirror, tmp_path):
     mirror = await start_mirror(sample=0.01)
-    proc = await start_cli(mirror, tmp_path, "--rate", "20")  # ~11 s of crawling: the signal lands inside it
+    proc = await start_cli(mirror, tmp_path, "--rate", "100")
     await wait_for_progress(tmp_path / "state.sqlite3", 5)
     proc.terminate()
     code, err = await finish(proc)
