@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -56,7 +56,7 @@ class EmbedderUnavailable(RuntimeError):
     """The worker died while it held a batch; the next batch gets a fresh worker."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class WorkerSpec:
     model: str
     device: str | None
@@ -167,7 +167,6 @@ class _Lane:
     def __init__(self, name: str, max_pending: int, worker: _Worker, linger: float = 0.0):
         self.name = name
         self.linger = linger
-        self.batch_size = worker.spec.batch_size
         self.max_pending = max_pending
         self.worker = worker
         self.jobs: deque[_Job] = deque()
@@ -190,7 +189,7 @@ class _Lane:
     def _next_batch(self) -> list[_Job]:
         jobs: list[_Job] = []
         size = 0
-        while self.jobs and (not jobs or size + len(self.jobs[0][0]) <= self.batch_size):
+        while self.jobs and (not jobs or size + len(self.jobs[0][0]) <= self.worker.spec.batch_size):
             job = self.jobs.popleft()
             if not job[1].cancelled():
                 jobs.append(job)
@@ -249,7 +248,7 @@ class SentenceTransformerEmbedder:
         kind = _ProcessWorker if workers == "process" else _ThreadWorker
         spec = WorkerSpec(self.model_name, device, threads, precision, batch_size, nice=0)
         self._turns = _Lane("turns", max_pending, kind("turns", spec))
-        background = WorkerSpec(self.model_name, device, threads, precision, batch_size, nice=10)
+        background = dataclasses.replace(spec, nice=10)
         self._background = _Lane("background", max_pending, kind("background", background), background_linger)
 
     async def start(self) -> None:

@@ -1,6 +1,7 @@
 """The shared embedder: micro-batching, and turns served before background work, in both worker modes."""
 
 import asyncio
+import contextlib
 import os
 import signal
 
@@ -9,6 +10,23 @@ import pytest
 
 from server.memory import embed_worker
 from server.memory.embedder import EmbedderUnavailable, SentenceTransformerEmbedder, default_model_path
+
+
+@contextlib.contextmanager
+def batch_sizes(worker):
+    """Records the size of every batch the worker encodes."""
+    sizes: list[int] = []
+    original = worker.encode
+
+    async def counting(batch):
+        sizes.append(len(batch))
+        return await original(batch)
+
+    worker.encode = counting
+    try:
+        yield sizes
+    finally:
+        worker.encode = original
 
 
 @pytest.fixture(scope="module", params=["thread", "process"])
@@ -32,22 +50,11 @@ def test_vectors_are_normalised_and_similar_texts_are_close(embedder_loop):
 def test_concurrent_requests_share_forward_passes_and_get_their_own_rows(embedder_loop):
     embedder, loop = embedder_loop
     texts = [f"message number {i} about topic {i % 7}" for i in range(40)]
-    batches = []
-    worker = embedder._turns.worker
-    original = worker.encode
+    async def all_at_once():
+        return await asyncio.gather(*(embedder.embed([t]) for t in texts))
 
-    async def counting(batch):
-        batches.append(len(batch))
-        return await original(batch)
-
-    worker.encode = counting
-    try:
-        async def all_at_once():
-            return await asyncio.gather(*(embedder.embed([t]) for t in texts))
-
+    with batch_sizes(embedder._turns.worker) as batches:
         rows = loop.run_until_complete(all_at_once())
-    finally:
-        worker.encode = original
     alone = loop.run_until_complete(embedder.embed(texts))
     assert len(batches) < len(texts) / 4, batches
     assert np.allclose(np.concatenate(rows), alone, atol=1e-5)
@@ -119,22 +126,14 @@ def test_the_background_lane_lingers_so_that_flushes_from_several_sessions_share
     async def scenario():
         embedder = SentenceTransformerEmbedder(background_linger=0.3)
         await embedder.start()
-        batches = []
-        worker = embedder._background.worker
-        original = worker.encode
+        async def flush(session: int, delay: float):
+            await asyncio.sleep(delay)
+            return await embedder.embed([f"User: hi from {session}\nResponse: hello {i}" for i in range(5)],
+                                        background=True)
 
-        async def counting(batch):
-            batches.append(len(batch))
-            return await original(batch)
-
-        worker.encode = counting
         try:
-            async def flush(session: int, delay: float):
-                await asyncio.sleep(delay)
-                return await embedder.embed([f"User: hi from {session}\nResponse: hello {i}" for i in range(5)],
-                                            background=True)
-
-            rows = await asyncio.gather(flush(1, 0), flush(2, 0.1), flush(3, 0.2))
+            with batch_sizes(embedder._background.worker) as batches:
+                rows = await asyncio.gather(flush(1, 0), flush(2, 0.1), flush(3, 0.2))
         finally:
             await embedder.close()
         assert batches == [15]
