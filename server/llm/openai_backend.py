@@ -269,19 +269,34 @@ class OpenAIGenerator:
                 usage.completion_tokens = self.count_tokens("".join(pieces)) if pieces else 0
 
     async def _open(self, request: dict, reported: Usage):
-        """Open the stream and read up to its first text delta, retrying transient failures until then."""
+        """Open the stream and read up to its first text delta, retrying transient failures until then.
+
+        The first attempt runs outside tenacity: its per-call state is a web of reference cycles (about
+        35 objects, locks included) that only the cyclic garbage collector frees, and the collector's
+        pauses stop the event loop for every stream. A failed first attempt is replayed into tenacity as
+        its attempt 1, so waits, Retry-After, logging and the attempt count are all tenacity's.
+        """
+        try:
+            return await self._first_delta(request, reported)
+        except (openai.APIError, ValueError) as exc:
+            first_failure: BaseException | None = exc
+
+        async def attempt():
+            nonlocal first_failure
+            if first_failure is not None:
+                failure, first_failure = first_failure, None
+                raise failure
+            return await self._first_delta(request, reported)
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1), wait=self._wait, reraise=True,
             retry=retry_if_exception(lambda exc: is_transient(exc) and (retry_after(exc) or 0) <= self.retry_max_wait),
             before_sleep=self._log_retry)
         try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._first_delta(request, reported)
+            return await retrying(attempt)
         except (openai.APIError, ValueError) as exc:
             raise self._failure(exc, after_tokens=False, attempts=retrying.statistics.get("attempt_number", 1)) \
                 from None
-        raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     async def _first_delta(self, request: dict, reported: Usage):
         # The client's documented raw-request path: its auth, base URL, timeouts, pooling and error

@@ -4,6 +4,7 @@ failure after tokens ends the reply, and the API key never shows up in errors or
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 
@@ -150,3 +151,23 @@ async def test_cancelling_the_reply_closes_the_connection_to_the_endpoint(genera
             break
         await asyncio.sleep(0.02)  # the socket closes on the next turns of the event loop
     assert scripted.requests[0].disconnected, "the endpoint saw the client go and can stop generating"
+
+
+async def test_a_reply_leaves_nothing_for_the_cycle_collector(generator, scripted):
+    """Reference cycles are freed only by the cyclic collector, whose pauses stop the event loop for
+    every stream; the backend's path makes none (tenacity's retry state used to, on every request).
+    Only the client's stack is inspected: the scripted endpoint shares this process."""
+    await reply(generator)  # warm up: connection pool, lazily built client parts
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector would free stays in gc.garbage, to be inspected
+    try:
+        for _ in range(5):
+            pieces, error = await reply(generator)
+            assert error is None and pieces
+        gc.collect()
+        names = {f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.garbage}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert sorted(n for n in names if n.startswith(("tenacity", "openai", "httpx", "aiohttp.client", "server.")))\
+        == []
