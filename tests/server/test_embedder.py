@@ -122,6 +122,18 @@ def test_bf16_linear_layers_keep_vectors_and_neighbours_of_float32():
     assert (sims_a.argmax(axis=1) == sims_b.argmax(axis=1)).all()
 
 
+def test_worker_vectors_equal_sentence_transformers_own_for_one_batch_and_for_several():
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["how was your day?", "明月几时有，把酒问青天", "a very long message " * 300, "ok"]
+    plain = SentenceTransformer(str(default_model_path()), device="cpu")
+    expected = plain.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    model, info = embed_worker.load_model(str(default_model_path()), "cpu", 1, "fp32")
+    assert info["precision"] == "fp32"
+    assert np.allclose(embed_worker.encode(model, texts, 64), expected, atol=1e-6)  # one forward pass
+    assert np.allclose(embed_worker.encode(model, texts, 3), expected, atol=1e-6)  # more than one batch
+
+
 def test_the_background_lane_lingers_so_that_flushes_from_several_sessions_share_one_pass():
     async def scenario():
         embedder = SentenceTransformerEmbedder(background_linger=0.3)
