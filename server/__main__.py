@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
 
     app = build_app(settings)
-    app.on_startup.append(_freeze_startup_heap)  # after the lifecycle's start-up: models, stores, clients
+    app.on_startup.append(_tune_collector)  # after the lifecycle's start-up: models, stores, clients
     try:
         web.run_app(app, host=settings.host, port=settings.port, access_log=None,
                     shutdown_timeout=settings.drain_timeout + 5, print=None,
@@ -72,18 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# (gen0, gen1, gen2) thresholds for serving. Nothing on a turn's path makes reference cycles (tested),
-# so the cyclic collector finds almost nothing and costs only its pauses, which stop the event loop
-# for every stream: gen1 pauses (10-20 ms under load, a scan of every in-flight turn's objects) half
-# as often as by default, and full collections (50-90 ms over every connection's objects) at most once
-# per 100 gen1 runs instead of 10. Measured with 1,000 sessions: pauses of 10 ms or more 22 → 9, full
+# (gen0, gen1, gen2) thresholds for serving. Nothing on a turn's path makes reference cycles
+# (measured under bench/load.py's workload; the openai backend's reply path is tested), so the cyclic
+# collector finds almost nothing and costs only its pauses, which stop the event loop for every
+# stream: gen1 pauses (10-20 ms under load, a scan of every in-flight turn's objects) half as often
+# as by default, and full collections (50-90 ms over every connection's objects) at most once per
+# 100 gen1 runs instead of 10. Measured with 1,000 sessions: pauses of 10 ms or more 22 → 9, full
 # collections during the run 4 → 0, total pause time 1.4 → 0.85 s.
 GC_THRESHOLDS = (700, 20, 100)
 
 
-async def _freeze_startup_heap(app) -> None:
+async def _tune_collector(app) -> None:
     """Move what start-up allocated (modules, models, clients: ~300k objects) out of the collector's
-    reach: a full collection over them took ~150 ms, long enough to show in every latency tail."""
+    reach (a full collection over them took ~150 ms, long enough to show in every latency tail), then
+    set the serving thresholds."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)

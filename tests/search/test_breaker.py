@@ -1,18 +1,11 @@
 """The circuit breaker that stops calling a search provider that keeps failing."""
 
 from server.search.breaker import CircuitBreaker
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def test_it_opens_after_consecutive_failures_and_lets_one_trial_through_after_the_cooldown():
-    clock = Clock()
+    clock = FakeClock()
     breaker = CircuitBreaker(failures=3, cooldown=30, clock=clock)
     for _ in range(2):
         assert breaker.allow()
@@ -32,7 +25,7 @@ def test_it_opens_after_consecutive_failures_and_lets_one_trial_through_after_th
 
 
 def test_a_failed_trial_opens_it_again_for_a_full_cooldown():
-    clock = Clock()
+    clock = FakeClock()
     breaker = CircuitBreaker(failures=1, cooldown=10, clock=clock)
     breaker.failure()
     clock.now += 10
@@ -44,7 +37,7 @@ def test_a_failed_trial_opens_it_again_for_a_full_cooldown():
 
 
 def test_a_success_resets_the_count_of_failures():
-    breaker = CircuitBreaker(failures=2, cooldown=10, clock=Clock())
+    breaker = CircuitBreaker(failures=2, cooldown=10, clock=FakeClock())
     breaker.failure()
     breaker.success()
     breaker.failure()
@@ -52,7 +45,7 @@ def test_a_success_resets_the_count_of_failures():
 
 
 def test_a_trial_without_a_verdict_is_released():
-    clock = Clock()
+    clock = FakeClock()
     breaker = CircuitBreaker(failures=1, cooldown=1, clock=clock)
     breaker.failure()
     clock.now += 1

@@ -3,18 +3,11 @@
 import asyncio
 
 from server.limits import MemoryMovingWindow
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def test_a_user_gets_n_turns_in_any_minute_then_waits_until_the_oldest_leaves_the_window():
-    clock = Clock()
+    clock = FakeClock()
     window = MemoryMovingWindow(3, 60, clock)
 
     async def scenario():
@@ -32,7 +25,7 @@ def test_a_user_gets_n_turns_in_any_minute_then_waits_until_the_oldest_leaves_th
 
 
 def test_users_idle_for_a_whole_window_are_forgotten():
-    clock = Clock()
+    clock = FakeClock()
     window = MemoryMovingWindow(5, 60, clock)
 
     async def scenario():
