@@ -18,6 +18,9 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 SLOW_CLIENT_REASON = b"client is not reading; the turn was cancelled"
+# Frames up to this size are written without a writer task when the socket is idle; with per-message
+# compression aiohttp compresses bigger ones in an executor, which would make the turn wait.
+_DIRECT_MAX = 4096
 
 
 class ClientTooSlow(ConnectionError):
@@ -42,7 +45,19 @@ class Outbox:
     async def send(self, frame: dict) -> None:
         if self.failed is not None:
             raise ClientTooSlow("the client stopped reading") from self.failed
-        if frame.get("type") == "token" and len(frame) == 2:
+        if self._idle():
+            # Nothing is queued and the socket has taken everything so far: the frame goes straight to the
+            # kernel, without a writer task and a timer (most token frames, as long as the client keeps up).
+            data = orjson.dumps(frame)
+            if len(data) <= _DIRECT_MAX:
+                try:
+                    await self.ws.send_frame(data, WSMsgType.TEXT)
+                except (ConnectionError, RuntimeError) as exc:
+                    self.failed = exc
+                return
+            self._queue.append(data)
+            self._pending += len(data)
+        elif frame.get("type") == "token" and len(frame) == 2:
             text = frame["text"]
             if self._queue and isinstance(self._queue[-1], list):
                 self._queue[-1].append(text)
@@ -63,6 +78,10 @@ class Outbox:
             except TimeoutError:
                 await self._give_up()
                 raise ClientTooSlow("the client stopped reading") from None
+
+    def _idle(self) -> bool:
+        return (not self._queue and (self._writer is None or self._writer.done()) and self.transport is not None
+                and not self.transport.is_closing() and self.transport.get_write_buffer_size() == 0)
 
     async def _write(self) -> None:
         try:

@@ -56,6 +56,15 @@ async def test_a_reply_streams_and_the_request_carries_what_an_openai_endpoint_e
     assert generator.context_window == scripted.max_model_len, "learned from the endpoint's model list"
 
 
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+async def test_events_cut_across_reads_at_any_byte_give_the_same_reply(generator, scripted, line_end):
+    scripted.push(Reply(line_end=line_end, write_bytes=3))
+    usage = Usage()
+    pieces, error = await reply(generator, usage)
+    assert error is None and pieces == ["Hello", " from", " the", " endpoint", "."]
+    assert (usage.prompt_tokens, usage.completion_tokens) == (11, 5)
+
+
 async def test_429_is_retried_after_the_retry_after_the_endpoint_asked_for(generator, scripted):
     scripted.push(Reply(status=429, headers={"Retry-After": "1"}))
     pieces, error = await reply(generator)

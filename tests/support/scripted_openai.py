@@ -26,6 +26,8 @@ class Reply:
     stall_s: float = 5.0
     token_delay_s: float = 0.0
     usage: bool = True
+    line_end: str = "\n"  # "\r\n", as some servers send
+    write_bytes: int = 0  # > 0: the body goes out in pieces this small, each read on its own by the client
 
 
 @dataclass
@@ -92,7 +94,12 @@ class ScriptedOpenAI:
         base = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": 0, "model": self.model}
 
         async def send(data) -> None:
-            await response.write(f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode())
+            event = f"data: {data if isinstance(data, str) else json.dumps(data)}{reply.line_end * 2}".encode()
+            step = reply.write_bytes or len(event)
+            for start in range(0, len(event), step):
+                await response.write(event[start:start + step])
+                if reply.write_bytes:
+                    await asyncio.sleep(0.001)  # lets each piece leave as its own segment
 
         await send({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                          "finish_reason": None}]})
