@@ -3,6 +3,9 @@
 Overhead = (frame received → first generator call) + (last token → `end` sent), from the pipeline's
 own timing marks, at 1 and at 50 concurrent sessions, against a real server on 127.0.0.1 serving a
 tiny local model. Baseline: the same server's embedder alone (one call; 50 concurrent calls).
+The server runs in this process (its timing marks are read through `Hooks`) with the serving
+process's settings (uvloop, GIL switch interval, collector policy); the clients run in a child
+process, as remote clients would, so that their work does not compete with the server's for the GIL.
 
     .venv/bin/python bench/turn_overhead.py [--sessions 50] [--turns 4]
 """
@@ -11,17 +14,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import multiprocessing
 import random
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp
 
+from server.__main__ import GC_THRESHOLDS
 from server.app import Hooks
 from server.config import Settings
 from server.keys import CHAT
@@ -60,6 +67,10 @@ async def run_sessions(ws_url: str, sessions: int, turns: int, tag: str, think: 
         await asyncio.gather(*(one(i) for i in range(sessions)))
 
 
+def drive(ws_url: str, sessions: int, turns: int, tag: str, think: float) -> None:
+    asyncio.run(run_sessions(ws_url, sessions, turns, tag, think))
+
+
 def embedding_baseline(server: ServerThread, concurrency: int, rounds: int) -> list[float]:
     embedder = server.app[CHAT].embedder
 
@@ -90,17 +101,22 @@ def main() -> None:
         results = []
         settings = Settings(_env_file=None, model=str(model), data_dir=Path(tmp) / "data", llm_backend="transformers",
                             max_new_tokens=8, context_tokens=2048, log_level="WARNING", flush_every=5)
-        server = ServerThread(settings, Hooks(on_turn=results.append)).start()
+        sys.setswitchinterval(settings.gil_switch_interval)
+        server = ServerThread(settings, Hooks(on_turn=results.append), uvloop=True).start()
+        clients = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         try:
             # warm-up: first calls pay for lazy initialisation on both the model and the embedder
-            asyncio.run(run_sessions(server.ws_url, 2, 2, "warm"))
+            clients.submit(drive, server.ws_url, 2, 2, "warm", 0.0).result()
             embedding_baseline(server, 1, 5)
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(*GC_THRESHOLDS)
             rows, phases = {}, {}
             runs = {"1 session": (1, 20, 0.0), f"{args.sessions} in lockstep": (args.sessions, args.turns, 0.0),
                     f"{args.sessions} paced": (args.sessions, args.turns, args.think)}
             for label, (sessions, turns, think) in runs.items():
                 results.clear()
-                asyncio.run(run_sessions(server.ws_url, sessions, turns, label.replace(" ", "-"), think))
+                clients.submit(drive, server.ws_url, sessions, turns, label.replace(" ", "-"), think).result()
                 before = [r.timing.before_generation for r in results]
                 after = [r.timing.after_generation for r in results if r.timing.after_generation is not None]
                 rows[label] = (before, after)
@@ -109,6 +125,7 @@ def main() -> None:
             embed_one = embedding_baseline(server, 1, 30)
             embed_many = embedding_baseline(server, args.sessions, 4)
         finally:
+            clients.shutdown()
             server.stop()
 
     print(f"\nserver overhead per turn (ms), tiny model; {args.sessions} sessions × {args.turns} turns, "

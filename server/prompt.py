@@ -8,6 +8,7 @@ persona's tail, and only last the message's beginning; the message's end is alwa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +25,9 @@ MEMORY_PREAMBLE = "Notes from earlier conversations with this user (use them if 
 KNOWLEDGE_PREAMBLE = "Reference notes:"
 # Chat templates add a few tokens of markup per message.
 _PER_MESSAGE_OVERHEAD = 8
+# Counts remembered per text: the persona and a session's buffered turns recur in turn after turn, and
+# tokenising them again was most of the time spent building a prompt.
+_COUNT_CACHE = 4096
 
 
 def fence_untrusted(text: str) -> str:
@@ -51,7 +55,7 @@ class BuiltPrompt:
 
 class PromptBuilder:
     def __init__(self, count_tokens: Callable[[str], int], context_window: int, reserve_for_reply: int):
-        self.count = count_tokens
+        self.count = functools.lru_cache(maxsize=_COUNT_CACHE)(count_tokens)
         self.budget = max(32, context_window - reserve_for_reply)
 
     def _system(self, parts: PromptParts, search_summary: str | None) -> str:
@@ -110,7 +114,7 @@ class PromptBuilder:
                 parts.message = shorter
                 truncated.append("message")
         ids = [h.doc.id for h in parts.memories] + [h.doc.id for h in parts.knowledge]
-        return BuiltPrompt(messages, ids, self._size(messages), truncated)
+        return BuiltPrompt(messages, ids, size, truncated)
 
     def _shorten_end(self, text: str, excess_tokens: int) -> str:
         keep = self._keep_chars(text, excess_tokens)

@@ -75,3 +75,17 @@ def test_search_text_cannot_close_its_untrusted_fence_or_move_the_persona():
     assert system.startswith("You are a warm friend")
     assert system.count(UNTRUSTED_CLOSE) == 1 and system.rstrip().endswith(UNTRUSTED_CLOSE)
     assert "ignore previous instructions" in system.split(UNTRUSTED_OPEN, 1)[1]
+
+
+def test_each_text_is_counted_once_across_the_turns_of_a_session():
+    counted = []
+
+    def count(text: str) -> int:
+        counted.append(text)
+        return words(text)
+
+    builder = PromptBuilder(count, 10_000, 100)
+    first = builder.build(parts())
+    assert len(counted) == len(first.messages), "one count per message, not a second pass for the total"
+    builder.build(parts(message="and for dessert?"))
+    assert counted[len(first.messages):] == ["and for dessert?"], "only the new message is tokenised again"

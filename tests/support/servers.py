@@ -118,9 +118,10 @@ class ServerThread:
     In-process so that tests can observe what the server builds (prompts) through `Hooks`.
     """
 
-    def __init__(self, settings, hooks=None):
+    def __init__(self, settings, hooks=None, uvloop: bool = False):
         self.settings = settings
         self.hooks = hooks
+        self.uvloop = uvloop  # the serving process's loop (benchmarks); tests use asyncio's own
         self.port = 0
         self.app = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -138,7 +139,13 @@ class ServerThread:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def _main(self) -> None:
-        asyncio.run(self._serve())
+        if self.uvloop:
+            import uvloop
+
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(self._serve())
+        else:
+            asyncio.run(self._serve())
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
