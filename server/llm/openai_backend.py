@@ -123,11 +123,10 @@ _TRANSPORT_ERRORS = tuple(m.TransportError for m in _http_modules())
 class SSEChunks:
     """The `data:` events of a streamed chat completion, as dicts; ends at `[DONE]` or the end of the body.
 
-    Lines are split from the response's bytes here rather than through httpx's text and line iterators:
-    those are two more async generators and decoders for every token, the largest share of the server's
-    CPU per streamed token under bench/load.py. Failures look as they would through the client's own
-    stream: an `error` event or a malformed one raises openai.APIError / ValueError, a dropped or stalled
-    connection APIConnectionError / APITimeoutError.
+    Lines are split from the response's bytes here rather than through httpx's text and line iterators,
+    which add two async generators and two decoders to every token's path. Failures look as they would
+    through the client's own stream: an `error` event or a malformed one raises openai.APIError /
+    ValueError, a dropped or stalled connection APIConnectionError / APITimeoutError.
     """
 
     def __init__(self, response):

@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 SLOW_CLIENT_REASON = b"client is not reading; the turn was cancelled"
 # Frames up to this size are written without a writer task when the socket is idle; with per-message
-# compression aiohttp compresses bigger ones in an executor, which would make the turn wait.
+# compression aiohttp compresses frames over 16 KiB in an executor, which would make the turn wait.
 _DIRECT_MAX = 4096
 
 
