@@ -133,7 +133,7 @@ class SSEChunks:
         self.response = response
         self._chunks = response.aiter_bytes()
         self._lines: deque[bytes] = deque()
-        self._partial = b""
+        self._partial: list[bytes] = []  # pieces of a line not ended yet (joined once it ends: no quadratic copies)
         self._data: list[bytes] = []
 
     def __aiter__(self):
@@ -150,9 +150,9 @@ class SSEChunks:
             try:
                 chunk = await anext(self._chunks)
             except StopAsyncIteration:
-                if self._partial.startswith(b"data:"):
-                    self._data.append(self._partial[5:].lstrip())
-                self._partial = b""
+                rest, self._partial = b"".join(self._partial), []
+                if rest.startswith(b"data:"):
+                    self._data.append(rest[5:].lstrip())
                 if self._data:
                     return self._event()
                 raise
@@ -162,9 +162,11 @@ class SSEChunks:
                 raise openai.APIConnectionError(request=self.response.request) from exc
             if b"\r" in chunk:  # CRLF or CR line ends (a CRLF split between chunks only adds an empty line)
                 chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            lines = (self._partial + chunk).split(b"\n")
-            self._partial = lines.pop()
-            self._lines.extend(lines)
+            self._partial.append(chunk)
+            if b"\n" in chunk:
+                lines = b"".join(self._partial).split(b"\n")
+                self._partial = [lines.pop()]
+                self._lines.extend(lines)
 
     def _event(self) -> dict:
         data, self._data = b"\n".join(self._data), []

@@ -93,19 +93,28 @@ class ScriptedOpenAI:
         await response.prepare(request)
         base = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": 0, "model": self.model}
 
+        unsent = bytearray()  # with write_bytes, pieces run across events: a piece may end one and start the next
+
         async def send(data) -> None:
-            event = f"data: {data if isinstance(data, str) else json.dumps(data)}{reply.line_end * 2}".encode()
-            step = reply.write_bytes or len(event)
-            for start in range(0, len(event), step):
-                await response.write(event[start:start + step])
+            unsent.extend(f"data: {data if isinstance(data, str) else json.dumps(data)}{reply.line_end * 2}".encode())
+            while len(unsent) > reply.write_bytes:
+                piece = bytes(unsent[:reply.write_bytes or len(unsent)])
+                del unsent[:len(piece)]
+                await response.write(piece)
                 if reply.write_bytes:
                     await asyncio.sleep(0.001)  # lets each piece leave as its own segment
+
+        async def flush() -> None:
+            if unsent:
+                await response.write(bytes(unsent))
+                unsent.clear()
 
         await send({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                          "finish_reason": None}]})
         for token in reply.tokens:
             await asyncio.sleep(reply.token_delay_s)
             await send({**base, "choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}]})
+        await flush()
         if reply.after == "drop":
             request.transport.close()
             return response
@@ -114,12 +123,14 @@ class ScriptedOpenAI:
             return response
         if reply.after == "error":
             await send({"error": {"message": "scripted failure mid-stream", "type": "server_error", "code": None}})
+            await flush()
             return response
         await send({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if reply.usage:
             await send({**base, "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": len(reply.tokens),
                                                          "total_tokens": 11 + len(reply.tokens)}})
         await send("[DONE]")
+        await flush()
         await response.write_eof()
         return response
 
