@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import multiprocessing
 import random
 import statistics
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp
 
-from server.__main__ import GC_THRESHOLDS
+from server.__main__ import tune_collector
 from server.app import Hooks
 from server.config import Settings
 from server.keys import CHAT
@@ -108,9 +107,7 @@ def main() -> None:
             # warm-up: first calls pay for lazy initialisation on both the model and the embedder
             clients.submit(drive, server.ws_url, 2, 2, "warm", 0.0).result()
             embedding_baseline(server, 1, 5)
-            gc.collect()
-            gc.freeze()
-            gc.set_threshold(*GC_THRESHOLDS)
+            tune_collector()
             rows, phases = {}, {}
             runs = {"1 session": (1, 20, 0.0), f"{args.sessions} in lockstep": (args.sessions, args.turns, 0.0),
                     f"{args.sessions} paced": (args.sessions, args.turns, args.think)}

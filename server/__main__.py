@@ -82,13 +82,17 @@ def main(argv: list[str] | None = None) -> int:
 GC_THRESHOLDS = (700, 20, 100)
 
 
-async def _tune_collector(app) -> None:
+def tune_collector() -> None:
     """Move what start-up allocated (modules, models, clients: ~300k objects) out of the collector's
     reach (a full collection over them took ~150 ms, long enough to show in every latency tail), then
     set the serving thresholds."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+async def _tune_collector(app) -> None:
+    tune_collector()
 
 
 if __name__ == "__main__":
