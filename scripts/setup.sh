@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Prepare a fresh machine: a virtualenv in .venv with the project installed.
-#   scripts/setup.sh            runtime only
+# Prepare a fresh machine: a virtualenv in .venv holding exactly the versions in locks/ (which CI passed
+# with), plus the project itself (editable).
+#   scripts/setup.sh            runtime only                      (locks/runtime.txt)
 #   scripts/setup.sh test       + test tools, redis-server and chromium (Debian packages) when missing
-#   scripts/setup.sh bench      + benchmark-only packages (Scrapy, TRL)
+#   scripts/setup.sh bench      + test tools and benchmark-only packages (Scrapy, TRL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,22 +13,22 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
   exit 1
 fi
 
-extras=""
-for want in "$@"; do extras="${extras:+$extras,}$want"; done
+lock=locks/runtime.txt
+case "${1:-}" in
+  "") ;;
+  test) lock=locks/test.txt ;;
+  bench) lock=locks/bench.txt ;;
+  *) echo "usage: scripts/setup.sh [test|bench]" >&2; exit 2 ;;
+esac
 
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-# torch is pinned to 2.13.0 in pyproject.toml: a range would pull a multi-GB CUDA build.
-stamp=".venv/.installed-${extras:-runtime}"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet -e ".${extras:+[$extras]}"
-  touch "$stamp"
-fi
+source scripts/uv.sh
+[ -x .venv/bin/python ] || "$UV" venv --quiet --python "$PYTHON" .venv
+# sync: installs what the lock lists, removes what it does not (a no-op in a second when up to date).
+"$UV" pip sync --quiet --require-hashes --python .venv/bin/python "$lock"
+"$UV" pip install --quiet --no-deps --python .venv/bin/python -e .
 
 need_apt=()
-if [[ ",$extras," == *",test,"* ]]; then
+if [ "$lock" != locks/runtime.txt ]; then
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 fi
