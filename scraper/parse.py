@@ -53,6 +53,20 @@ _BLANKS = re.compile(r"\n{3,}")
 _NOTE_ONLY = re.compile(r"〈?[（(][^（）()]*[）)]〉?")
 _XREF = re.compile(r"已收|參見|参见|詳見|详见|見「|见「|見《|见《|重出|即卷")
 _STUB_MAX_CHARS = 60
+# A cross-reference note needs no link to be one: "此詩已收入他卷。", "見卷三十一。", "参见《…》。".
+# Keywords alone are not enough (poems say 已見, 此詩, 重出 too), so the note must *open* as an
+# editorial sentence: about this work (此詩…) or an instruction to look elsewhere (見卷…).
+_WHERE = r"(?:[本前上下後后他別别另第「《〈“卷集]|[一二三四五六七八九十百]+卷)"  # 見前, 見卷三, 見「…」
+_SEE = rf"(?:[參参詳详另互又亦已並并]?[見见]|即)(?:[於于在])?{_WHERE}"
+_FILED = r"(?:[已既另又並并][收載载錄录](?:[入於于在錄录])?|收[入於于在錄录])"
+_POINTER = rf"(?:{_SEE}|{_FILED}|重出|複出|复出)"
+_THIS_WORK = r"[此本是右該该](?:詩|诗|詞|词|篇|首|文|作|章|闋|阕|帖|賦|赋|題|题|曲|則|则|條|条)"
+_CROSS_REFERENCE = re.compile(
+    rf"(?:(?:編者|编者)?[按案注註][:：]\s*)?"  # an optional editor's "note:"
+    rf"(?:{_THIS_WORK}[^，。；,;：:]{{0,20}}?{_POINTER}|{_SEE}|{_FILED}.{{0,4}}?[卷集「《前上他別别]|重出|複出|复出)"
+)
+_BRACKETS = "〈〉（）()[]【】 \u3000"
+_CLAUSE_END = re.compile(r"[，。；？！、,.;?!]")
 _PARA = "\x00"  # stanza break marker while rendering, turned into a blank line
 
 
@@ -119,11 +133,28 @@ def _title(tree: LexborHTMLParser) -> str:
     return title
 
 
+def _looks_like_verse(line: str) -> bool:
+    # Four or more clauses of one length is a quatrain (or longer), even one that opens with 見前…;
+    # an editor's note never scans.
+    clauses = [clause for clause in _CLAUSE_END.split(line) if clause]
+    return len(clauses) >= 4 and len({len(clause) for clause in clauses}) == 1
+
+
+def is_cross_reference(text: str) -> bool:
+    """Whether `text` is nothing but a short editorial note saying the work is found elsewhere."""
+    lines = [line.strip(_BRACKETS) for line in text.split("\n") if line.strip()]
+    if not lines or sum(map(len, lines)) > _STUB_MAX_CHARS:
+        return False
+    return all(_CROSS_REFERENCE.match(line) and not _looks_like_verse(line) for line in lines)
+
+
 def _stub_reason(text: str, paragraphs: list[LexborNode]) -> str | None:
     if not text:
         return "no text"
     if _NOTE_ONLY.fullmatch(text.replace("\n", "")):
         return "only an editorial note"
+    if is_cross_reference(text):
+        return "cross-reference"
     # A prose page whose one short line points, by a link in that very line, at where the work is.
     if (
         "\n" not in text

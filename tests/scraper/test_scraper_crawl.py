@@ -1,6 +1,7 @@
 """Whole crawls, in process (`await crawl(config)`) and through the CLI, against the loopback mirror."""
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from scraper.corpus import read_corpus
 from scraper.crawl import crawl
 from scraper.state import StateError
 from tests.scraper.conftest import CONTACT, SUBSET, assert_matches_expected, fast_config
-from tests.scraper.mirror import wiki_path
+from tests.scraper.mirror import Mirror, MirrorConfig, PageSpec, wiki_path
 from tests.support.paths import REPO
 
 
@@ -45,6 +46,26 @@ async def test_red_links_and_stubs_are_never_emitted(start_mirror, tmp_path):
     assert not titles & set(expected.stubs)
     red = {link.key for link in mirror.catalog.links if link.red}
     assert not {s.key for s in mirror.log} & red  # red links are recorded, never fetched
+
+
+async def test_one_line_cross_reference_pages_are_counted_as_stubs_not_emitted(catalog, tmp_path):
+    # Ordinary linked works whose page now only says where the poem really is.
+    lines = ["此詩已收入他卷。", "此诗已收入他卷。", "見卷三十一。", "参见《和子由渑池怀旧》。"]
+    linked = [link.key for link in catalog.links if not link.red and link.key not in catalog.redirects]
+    chosen = [k for k in dict.fromkeys(linked) if not catalog.pages[k].stub and not catalog.pages[k].synthetic][:4]
+    pages = dict(catalog.pages)
+    for key, line in zip(chosen, lines, strict=True):
+        pages[key] = PageSpec(title=key, text=line, stub=True)
+    with_notes = dataclasses.replace(catalog, pages=pages, built={})
+
+    async with Mirror(MirrorConfig(sample=0.01), with_notes) as mirror:
+        expected = mirror.expected()
+        assert set(chosen) <= set(expected.stubs)
+        summary = await crawl(fast_config(mirror, tmp_path))
+
+    assert_matches_expected(tmp_path, expected)
+    assert not {p.text for p in read_corpus(tmp_path / "poems.jsonl")} & set(lines)
+    assert summary.counts.stubs == len(expected.stubs)
 
 
 async def test_existing_state_needs_resume_or_force(start_mirror, tmp_path):

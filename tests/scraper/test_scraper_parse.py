@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scraper.parse import MalformedPage, normalize_text, parse_page
+from scraper.parse import MalformedPage, is_cross_reference, normalize_text, parse_page
 from tests.scraper.mirror import PageSpec, render_work, wiki_path
 
 BASE = "http://127.0.0.1:9"
@@ -120,3 +120,68 @@ def test_normalize_text_is_idempotent_and_keeps_ideographic_spaces_inside_lines(
     assert normalize_text(once) == once
     assert "\n\n\n" not in once and not once.startswith("\n") and not once.endswith("\n")
     assert once.count("\u3000") <= text.count("\u3000")
+
+
+# One-line pages that only say where the work really is: editorial notes, in traditional or simplified
+# characters, with or without a link, as a <poem> or as a plain paragraph.
+CROSS_REFERENCES = [
+    "此詩已收入他卷。",
+    "此诗已收入他卷。",
+    "此詞重出，見卷十二「念奴嬌」。",
+    "参见《和子由渑池怀旧》。",
+    "見卷三十一。",
+    "詳見前卷。",
+    "已收入卷五，題作「再用前韻」。",
+    "此首已见前。",
+    "按：此篇已載卷二十，文字小異。",
+    "本詩與卷十六「再用前韻」重出。",
+]
+# Nothing decorates the line: no footnote, tooltip or inline link, one <poem> block.
+PLAIN = {"notes": 0.99, "tooltip": 0.99, "inline-link": 0.99, "shape": 0.9}
+
+
+def _one_line_page(line: str, shape: str) -> str:
+    html = render_work(PageSpec("和子由四首", line, False), BASE, choices=PLAIN)
+    assert html.count('<div class="poem">') == 1
+    if shape == "paragraph":
+        html = html.replace('<div class="poem">\n<p>', "<p>").replace("\n</p>\n</div>", "\n</p>")
+    return html
+
+
+@pytest.mark.parametrize("shape", ["poem", "paragraph"])
+@pytest.mark.parametrize("line", CROSS_REFERENCES)
+def test_a_page_that_is_one_cross_reference_line_is_a_stub(line, shape):
+    page = parse_page(_one_line_page(line, shape), url_of("和子由四首"))
+    assert page.stub == "cross-reference"
+    assert page.text == ""
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "此詩有味君勿傳，空使時人怒生癭。",  # 和錢安道寄惠建茶
+        "壽州已見白石塔，短棹未轉黃茅岡。",
+        "農功各已收，歲事得相佐。",
+        "丈夫重出處，不退要當前。",
+        "見說吳中好風景，卷簾前看月中人。",
+        "已見天吳出浪頭。",
+        # Opens like a note (見上…), but four equal clauses are a quatrain, not an editor's sentence.
+        "見上高樓望遠川，風吹雲散月當天。山前流水依然在，不見當年送客船。",
+    ],
+)
+def test_short_poems_that_mention_seeing_or_this_poem_are_not_stubs(line):
+    for shape in ("poem", "paragraph"):
+        page = parse_page(_one_line_page(line, shape), url_of("和子由四首"))
+        assert page.stub is None and page.text == line
+
+
+def test_no_real_poem_of_the_corpus_is_a_cross_reference(catalog):
+    real = [spec for spec in catalog.pages.values() if not spec.stub and not spec.synthetic]
+    assert len(real) > 6000
+    assert [spec.title for spec in real if is_cross_reference(spec.text)] == []
+    # The whole path too, for every page short enough to be mistaken for a note.
+    short = [spec for spec in real if "\n" not in spec.text and len(spec.text) <= 80]
+    assert len(short) > 500
+    for spec in short:
+        page = parse_page(render_work(spec, BASE), url_of(spec.title))
+        assert page.stub is None, (spec.title, spec.text)
