@@ -44,10 +44,17 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("binding a non-loopback address without SERVER_TOKENS: anyone who can reach this port can "
                     "chat, read histories and forget sessions", host=settings.host)
 
+    from server.errors import StartupError
+    from server.llm.factory import check_model
+
+    try:
+        check_model(settings)
+    except StartupError as exc:
+        return _cannot_start(exc)
+
     from aiohttp import web
 
     from server.app import build_app
-    from server.errors import StartupError
 
     # Generation and store threads hold the GIL between their calls into C; a shorter switch interval
     # lets the event loop get it back in about 1 ms instead of 5.
@@ -66,10 +73,15 @@ def main(argv: list[str] | None = None) -> int:
                     shutdown_timeout=settings.drain_timeout + 5, print=None,
                     handler_cancellation=True)
     except StartupError as exc:
-        log.error("cannot start", reason=str(exc))
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _cannot_start(exc)
     return 0
+
+
+def _cannot_start(exc: Exception) -> int:
+    # Printed once, as plain text: the message is a paragraph for a person at a terminal, and a
+    # structured copy of it next to it only doubled what they had to read.
+    print(f"error: {exc}", file=sys.stderr)
+    return 1
 
 
 # (gen0, gen1, gen2) thresholds for serving. Nothing on a turn's path makes reference cycles

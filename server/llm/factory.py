@@ -6,7 +6,7 @@ import importlib.util
 from collections.abc import Callable
 
 from server.config import Backend, Settings
-from server.llm.tokens import is_local_model
+from server.llm.hub import ensure_model_available, is_local_model
 from server.protocols import Generator
 
 
@@ -32,6 +32,13 @@ def resolve_backend(settings: Settings, *, has_vllm: Callable[[], bool] = vllm_i
     if (settings.openai_api_key or settings.openai_base_url) and not is_local_model(settings.model):
         return Backend.OPENAI
     return Backend.TRANSFORMERS
+
+
+def check_model(settings: Settings, **resolvers: Callable[[], bool]) -> None:
+    """Raise StartupError in seconds, before the slow start-up, when a backend that loads MODEL's weights
+    could neither find them here nor download them (the loader would retry for a minute, then fail)."""
+    if resolve_backend(settings, **resolvers) != Backend.OPENAI:
+        ensure_model_available(settings.model)
 
 
 def create_generator(settings: Settings) -> Generator:

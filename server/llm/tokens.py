@@ -38,10 +38,6 @@ def model_source(model: str) -> str:
     return str(local) if local.is_dir() else model
 
 
-def is_local_model(model: str) -> bool:
-    return Path(model).expanduser().is_dir()
-
-
 def load_tokenizer(model: str, *, cached_only: bool = True):
     """The model's tokenizer from a local directory or the hub cache; None when neither has it.
 

@@ -1,8 +1,8 @@
 """The embedded default Generator: a transformers causal LM in-process (CPU or GPU).
 
-Generation runs in a bounded worker pool; tokens cross back to the event loop through an asyncio
-queue; cancelling the consumer sets a stop flag that `generate` checks after every token, so a
-client that goes away stops the compute too.
+Prompt rendering (chat template, tokenizer) and generation run in a bounded worker pool; tokens
+cross back to the event loop through an asyncio queue; cancelling the consumer sets a stop flag that
+`generate` checks after every token, so a client that goes away stops the compute too.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def load_hint(model: str) -> str:
     return (f"Could not load MODEL={model!r}. If this machine is offline or the model is not in the Hugging "
             "Face cache, point MODEL at a local model directory (a Hugging Face checkpoint, or one made with "
             "`python -m trainer --from-scratch tiny --data ../shared/corpus/poems.html --out models/poet`), "
-            "or pre-download it with `huggingface-cli download <id>` on a connected machine.")
+            f"or pre-download it with `hf download {model}` on a connected machine.")
 
 
 class TransformersGenerator:
@@ -108,7 +108,9 @@ class TransformersGenerator:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()
-        prompt_ids = self.render(messages)
+        # the chat template and the tokenizer are CPU work that grows with the prompt: run them in the
+        # generation pool, which has a free worker for this turn since it holds a slot
+        prompt_ids = await loop.run_in_executor(self._executor, self.render, messages)
         usage.prompt_tokens = len(prompt_ids)
         budget = max(1, min(params.max_new_tokens, self.context_window - len(prompt_ids)))
 

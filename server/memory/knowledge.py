@@ -45,6 +45,19 @@ def chunk_text(text: str, max_chars: int = MAX_CHUNK_CHARS) -> list[str]:
     return chunks
 
 
+def read_if_changed(path: Path, known_digest: str | None) -> tuple[str, list[str] | None]:
+    """The file's digest, and its chunks unless the digest is `known_digest`.
+
+    Blocking (read, hash, chunk): callers run it in a worker thread, where a large file cannot stall
+    the turns the event loop is serving.
+    """
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest == known_digest:
+        return digest, None
+    return digest, chunk_text(raw.decode("utf-8", errors="replace"))
+
+
 class KnowledgeBase:
     def __init__(self, directory: Path, turns: TurnStore, embedder: Embedder, poll_seconds: float = 30.0):
         self.directory = Path(directory)
@@ -66,14 +79,12 @@ class KnowledgeBase:
         changed = 0
         for source, path in files.items():
             try:
-                raw = await asyncio.to_thread(path.read_bytes)
+                digest, chunks = await asyncio.to_thread(read_if_changed, path, indexed.get(source))
             except OSError as exc:
                 log.warning("knowledge file unreadable", file=source, error=str(exc))
                 continue
-            digest = hashlib.sha256(raw).hexdigest()
-            if indexed.get(source) == digest:
+            if chunks is None:
                 continue
-            chunks = chunk_text(raw.decode("utf-8", errors="replace"))
             embeddings = await self.embedder.embed(chunks, background=True)
             if await self.turns.replace_knowledge(source, digest, chunks, embeddings):
                 changed += 1

@@ -1,8 +1,13 @@
 """The knowledge base: chunking, indexing only changed files, and retrieval by every user."""
 
+import hashlib
+import threading
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
+from server.memory import knowledge
 from server.memory.knowledge import KnowledgeBase, chunk_text
 from server.protocols import KNOWLEDGE_NAMESPACE
 from server.store.sqlite_turns import SqliteTurnStore
@@ -55,3 +60,26 @@ async def test_files_are_indexed_once_and_again_only_when_they_change(tmp_path, 
     (folder / "faq.md").unlink()
     assert await kb.sync() == 1
     assert await store.knowledge_sources() == {}
+
+
+def record_threads(calls: list[tuple[str, int]], name: str, real):
+    """The real function, noting the thread of each call."""
+    def wrapper(*args, **kwargs):
+        calls.append((name, threading.get_ident()))
+        return real(*args, **kwargs)
+    return wrapper
+
+
+async def test_files_are_hashed_and_chunked_off_the_event_loop(tmp_path, store, monkeypatch):
+    calls: list[tuple[str, int]] = []
+    monkeypatch.setattr(knowledge, "chunk_text", record_threads(calls, "chunk", knowledge.chunk_text))
+    monkeypatch.setattr(knowledge, "hashlib", SimpleNamespace(sha256=record_threads(calls, "hash", hashlib.sha256)))
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "faq.md").write_text("User: Who is Su Shi?\nResponse: A Song dynasty poet.", encoding="utf-8")
+    kb = KnowledgeBase(folder, store, CountingEmbedder(), poll_seconds=0)
+    assert await kb.sync() == 1
+    assert await kb.sync() == 0, "an unchanged file is hashed again, and skipped"
+    loop_thread = threading.get_ident()
+    assert [name for name, _ in calls] == ["hash", "chunk", "hash"]
+    assert all(thread != loop_thread for _, thread in calls), f"ran on the event loop: {calls}"
