@@ -13,22 +13,29 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
   exit 1
 fi
 
-lock=locks/runtime.txt
-case "${1:-}" in
-  "") ;;
-  test) lock=locks/test.txt ;;
-  bench) lock=locks/bench.txt ;;
-  *) echo "usage: scripts/setup.sh [test|bench]" >&2; exit 2 ;;
-esac
+# One venv serves the server, the tests and the benches: a runtime set-up after a test set-up keeps the
+# test tools (the venv is synced to the widest lock it has been asked for).
+levels=(runtime test bench)
+want=${1:-runtime}
+case "$want" in runtime|test|bench) ;; *) echo "usage: scripts/setup.sh [test|bench]" >&2; exit 2 ;; esac
+had=$(cat .venv/.lock-level 2>/dev/null || echo runtime)
+rank() { local i; for i in "${!levels[@]}"; do [ "${levels[$i]}" = "$1" ] && echo "$i"; done; }
+[ "$(rank "$had")" ] && [ "$(rank "$had")" -gt "$(rank "$want")" ] && want=$had
 
 source scripts/uv.sh
 [ -x .venv/bin/python ] || "$UV" venv --quiet --python "$PYTHON" .venv
-# sync: installs what the lock lists, removes what it does not (a no-op in a second when up to date).
-"$UV" pip sync --quiet --require-hashes --python .venv/bin/python "$lock"
-"$UV" pip install --quiet --no-deps --python .venv/bin/python -e .
+# sync: exactly the lock (hashes verified) plus this project, editable; what the lock does not list is
+# removed. About a second when nothing changed.
+if ! "$UV" pip sync --quiet --python .venv/bin/python "locks/$want.txt" <(printf -- '-e %s\n' "$PWD"); then
+  echo "error: could not install locks/$want.txt. If uv found no torch==2.13.0+cpu: that CPU build is not" \
+       "on PyPI; set UV_FIND_LINKS to a directory holding its wheel, or UV_EXTRA_INDEX_URL to PyTorch's CPU" \
+       "wheel index, and run this again." >&2
+  exit 1
+fi
+echo "$want" > .venv/.lock-level
 
 need_apt=()
-if [ "$lock" != locks/runtime.txt ]; then
+if [ "$want" != runtime ]; then
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 fi

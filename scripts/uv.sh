@@ -2,7 +2,7 @@
 # exactly the lock), and where uv finds torch's CPU build.
 UV_VERSION=0.13.9
 UV=.uv/bin/uv
-if [ ! -x "$UV" ] || [ "$("$UV" --version 2>/dev/null)" != "uv $UV_VERSION" ] ; then
+if [[ "$("$UV" --version 2>/dev/null)" != "uv $UV_VERSION "* ]]; then
   rm -rf .uv
   "${PYTHON:-python3}" -m venv .uv
   .uv/bin/python -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
