@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -181,7 +182,7 @@ class ChatService:
         # The message's embedding and the session's buffer do not depend on the commit: start them now
         # so that they overlap it. Nothing reaches the model or the client before the commit.
         embedding = asyncio.ensure_future(self._embed(event.text))
-        buffer = asyncio.ensure_future(self.turns.buffer(event.session))
+        buffer = asyncio.ensure_future(self._buffer(event))
         try:
             return await self._run_committed(event, send, control, params, embedding, buffer)
         finally:
@@ -190,13 +191,9 @@ class ChatService:
     async def _run_committed(self, event: TurnReceived, send: Send, control: TurnControl,
                              params: GenerationParams, embedding: asyncio.Future,
                              buffer: asyncio.Future) -> TurnResult:
-        try:
-            record = await self.turns.begin_turn(event.session, event.namespace, event.text)
-        except PermissionError as exc:
-            raise ClientError("forbidden", str(exc), 403) from exc
-        except StoreUnavailable as exc:
-            raise ClientError("store_unavailable", f"the turn store is unavailable: {exc}", 503) from exc
-        # From here on the user message is durable: whatever happens, the turn gets a final status.
+        record = await self._begin(event)
+        # From here on the user message is durable (unless the turn is stateless): whatever happens, the
+        # turn gets a final status.
         pieces: list[str] = []
         usage = Usage()
         prompt: BuiltPrompt | None = None
@@ -232,6 +229,21 @@ class ChatService:
         if self.on_turn is not None:
             self.on_turn(result)
         return result
+
+    async def _begin(self, event: TurnReceived) -> TurnRecord:
+        if event.stateless:  # a record only for the turn's id: nothing of it is kept
+            return TurnRecord(uuid.uuid4().hex, event.session, 0, event.text, None, "pending", time.time())
+        try:
+            return await self.turns.begin_turn(event.session, event.namespace, event.text)
+        except PermissionError as exc:
+            raise ClientError("forbidden", str(exc), 403) from exc
+        except StoreUnavailable as exc:
+            raise ClientError("store_unavailable", f"the turn store is unavailable: {exc}", 503) from exc
+
+    async def _buffer(self, event: TurnReceived) -> list[TurnRecord]:
+        if event.stateless:
+            return list(event.sent_history)
+        return await self.turns.buffer(event.session)
 
     async def _prepare(self, event: TurnReceived, send: Send, timing: TurnTiming, embedding: asyncio.Future,
                        buffer_read: asyncio.Future) -> tuple[BuiltPrompt, SearchOutcome | None]:
@@ -323,6 +335,9 @@ class ChatService:
             self.metrics.overhead.labels(phase="after_generation").observe(result.timing.after_generation)
 
     async def _finish(self, record: TurnRecord, event: TurnReceived, text: str, status: str) -> None:
+        if event.stateless:  # nothing was stored, so there is nothing to record or flush
+            self.metrics.turns.labels(status=status).inc()
+            return
         # shielded: a cancelled turn must still record what it produced
         await asyncio.shield(self.turns.finish_turn(record.id, text, status))
         self.metrics.turns.labels(status=status).inc()

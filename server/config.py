@@ -153,7 +153,8 @@ class Settings(BaseSettings):
     server_tokens_file: Path | None = None
     # browser origins allowed to open /ws; empty: this server's own origin and the default web UI's
     allowed_origins: str = ""
-    turns_per_minute: int = Field(30, ge=1, description="per user (per session without tokens)")
+    turns_per_minute: int = Field(30, ge=1, description="per user (per session without tokens; per client address "
+                                  "for anonymous API calls)")
     max_turns_per_user: int = Field(2, ge=1, description="turns running at once per user")
     max_active_turns: int = Field(256, ge=1, description="turns running or queued in this process")
 

@@ -6,8 +6,12 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from server.logs import get_logger
+
+if TYPE_CHECKING:
+    from server.protocols import TurnRecord
 
 log = get_logger(__name__)
 
@@ -18,6 +22,13 @@ class TurnReceived:
     namespace: str
     text: str
     received_at: float  # time.perf_counter() when the transport read the request
+    # A stateless turn (an anonymous OpenAI-style call): the client sent the earlier turns, which stand in
+    # for the session's buffer, and nothing of the turn is stored. None: a stored, durable turn.
+    sent_history: tuple[TurnRecord, ...] | None = None
+
+    @property
+    def stateless(self) -> bool:
+        return self.sent_history is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,15 +1,19 @@
 """OpenAI-compatible HTTP API: `POST /v1/chat/completions` (SSE streaming or one JSON reply) and
 `GET /v1/models`, on the same turn pipeline as the websocket (`ChatService.run_turn`).
 
-The server keeps the conversation, so a request's last message, which must be the user's, is the
-turn; earlier messages are not replayed (the session's short-term buffer and memories supply the
-context). Who and which conversation:
+A request's last message, which must be the user's, is the turn. Who and which conversation:
 - memory namespace: the authenticated user when the server has tokens, else the `user` field, else
   none (the session is its own namespace, as on the websocket);
 - session: the `X-Session-Id` header or `metadata.session`; without either, `api:<user>` for a named
-  user (one running conversation per user, which flushes into that user's memory), and a fresh
-  session per request for an anonymous caller, so that unrelated callers (or another instance of
-  this server using us as its `openai` backend) never share a buffer or block each other.
+  user (one running conversation per user, which flushes into that user's memory). The server keeps
+  such a conversation: earlier messages are not replayed (the session's buffer and memories are).
+- an anonymous call (no user, no session) is stateless, as OpenAI's API is: its earlier user/assistant
+  messages are the conversation and nothing of the turn is stored. Storing it would leave a session
+  that no client can name, so could never read, continue or delete, and that never fills a flush; a
+  per-request session is also what keeps unrelated callers (or another instance of this server using
+  us as its `openai` backend, which sends its whole prompt) from sharing a buffer or blocking each other.
+Turn limits count per user (the namespace); an anonymous call has none, so it counts against the
+client's address, else every request would be a fresh key that TURNS_PER_MINUTE never sees twice.
 Sampling parameters in the request (temperature, top_p) apply to the turn; max_tokens may lower the
 server's MAX_NEW_TOKENS, never raise it. Errors use OpenAI's shape, `{"error": {"message", "type",
 "param", "code"}}`, with `code` one of our stable codes.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Literal
 
 import orjson
@@ -29,7 +34,7 @@ from server import keys as k
 from server.errors import ClientError, error_body
 from server.events import TurnReceived
 from server.logs import get_logger
-from server.protocols import GenerationParams
+from server.protocols import GenerationParams, TurnRecord
 from server.transport.frames import MAX_SESSION_CHARS, valid_session_id, valid_text
 from server.transport.identity import namespace_for
 
@@ -37,6 +42,8 @@ log = get_logger(__name__)
 
 SESSION_HEADER = "X-Session-Id"
 MAX_USER_CHARS = 64
+
+
 class _Part(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
@@ -97,25 +104,61 @@ def served_model(request: web.Request) -> str:
     return settings.served_model_name or settings.model
 
 
+def _content_text(message: _Message, param: str) -> str:
+    if isinstance(message.content, list):
+        if any(part.type != "text" or part.text is None for part in message.content):
+            raise ParamError(f"{param}.content", "only text content parts are supported")
+        return "".join(part.text for part in message.content)
+    return message.content or ""
+
+
 def _turn_text(req: CompletionRequest, max_chars: int) -> str:
     last = req.messages[-1]
     param = f"messages.{len(req.messages) - 1}"
     if last.role != "user":
         raise ParamError(f"{param}.role", "the last message must be the user's: it is the turn this server answers")
-    if isinstance(last.content, list):
-        if any(part.type != "text" or part.text is None for part in last.content):
-            raise ParamError(f"{param}.content", "only text content parts are supported")
-        text = "".join(part.text for part in last.content)
-    else:
-        text = last.content or ""
+    text = _content_text(last, param)
     try:
         return valid_text(text, max_chars)
     except ClientError as err:
         raise ParamError(f"{param}.content", err.message, err.code, err.status) from None
 
 
-def _identity(request: web.Request, req: CompletionRequest) -> tuple[str, str]:
-    """(session, namespace) for the request; see the module docstring."""
+def _sent_history(req: CompletionRequest, session: str) -> tuple[TurnRecord, ...]:
+    """A stateless request's earlier exchanges, as the buffer they stand in for.
+
+    A user message opens an exchange and assistant messages make its reply; system prompts are dropped,
+    since the server's persona is the system prompt, as for every turn.
+    """
+    exchanges: list[list[str]] = []
+    for index, message in enumerate(req.messages[:-1]):
+        if message.role == "user":
+            exchanges.append([_content_text(message, f"messages.{index}"), ""])
+        elif message.role == "assistant":
+            if not exchanges:  # the assistant spoke first, e.g. a greeting
+                exchanges.append(["", ""])
+            exchanges[-1][1] += _content_text(message, f"messages.{index}")
+    return tuple(TurnRecord(f"sent-{seq}", session, seq, user, reply, "complete", 0.0)
+                 for seq, (user, reply) in enumerate(exchanges))
+
+
+@dataclass(frozen=True, slots=True)
+class _Caller:
+    session: str
+    namespace: str
+    limit_key: str  # what the turn limits count against
+    stateless: bool
+
+
+def _client_address(request: web.Request) -> str:
+    # request.remote is the peer address (aiohttp only trusts forwarding headers when told to, and this
+    # server is not): behind a reverse proxy every anonymous caller shares the proxy's budget, which is
+    # why a public server should have SERVER_TOKENS.
+    return f"address:{request.remote or 'unknown'}"
+
+
+def _identity(request: web.Request, req: CompletionRequest) -> _Caller:
+    """Who is asking and in which conversation; see the module docstring."""
     user = request.get(k.USER)  # set by authentication; then the body cannot pick another user
     if user is None and req.user:
         if len(req.user) > MAX_USER_CHARS or not req.user.isprintable() or not req.user.strip():
@@ -131,8 +174,10 @@ def _identity(request: web.Request, req: CompletionRequest) -> tuple[str, str]:
     elif user:
         session = f"api:{user}"
     else:
-        session = f"api-{uuid.uuid4().hex}"
-    return session, namespace_for(user, session)
+        session = f"api-{uuid.uuid4().hex}"  # in-flight only: it names the running turn, never a stored chat
+        return _Caller(session, namespace_for(None, session), _client_address(request), stateless=True)
+    namespace = namespace_for(user, session)
+    return _Caller(session, namespace, namespace, stateless=False)
 
 
 class _SSE:
@@ -192,9 +237,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         raise ParamError("model", f"the model {req.model!r} does not exist; this server serves {model!r} "
                          "(see GET /v1/models)", "model_not_found", 404)
     text = _turn_text(req, settings.max_message_chars)
-    session, namespace = _identity(request, req)
-    event = TurnReceived(session, namespace, text, received_at)
-    control = await chat.claim(session, namespace)  # limits count per user (per session without tokens)
+    caller = _identity(request, req)
+    session = caller.session
+    history = _sent_history(req, session) if caller.stateless else None
+    event = TurnReceived(session, caller.namespace, text, received_at, history)
+    control = await chat.claim(session, caller.limit_key)
     params = _params(req, chat.params)
     try:
         if not req.stream:

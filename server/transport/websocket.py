@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from server.chat import ChatService, TurnControl
 from server.errors import ClientError
@@ -89,10 +89,32 @@ class Connection:
         await self.outbox.flush()
 
 
+class _ExplainedWebSocket(web.WebSocketResponse):
+    """Closes on a broken frame with a reason, as the protocol promises.
+
+    aiohttp enforces `max_msg_size` (and UTF-8, and the framing) itself, while the frame is still being
+    read, and then closes with the right code but an empty reason. Enforcing the limit ourselves would
+    mean reading the whole oversized frame into memory first, so the reason is added where aiohttp closes.
+    """
+
+    def __init__(self, max_frame_bytes: int, **kwargs):
+        super().__init__(max_msg_size=max_frame_bytes, **kwargs)
+        self.close_reasons = {
+            WSCloseCode.MESSAGE_TOO_BIG: f"frame larger than MAX_FRAME_BYTES ({max_frame_bytes} bytes)",
+            WSCloseCode.INVALID_TEXT: "text frame is not valid UTF-8",
+            WSCloseCode.PROTOCOL_ERROR: "websocket protocol error",
+        }
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        if not message and code in self.close_reasons:
+            message = self.close_reasons[code].encode()
+        return await super().close(code=code, message=message, drain=drain)
+
+
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     app = request.app
     settings = app[SETTINGS]
-    ws = web.WebSocketResponse(max_msg_size=settings.max_frame_bytes, heartbeat=30.0)
+    ws = _ExplainedWebSocket(settings.max_frame_bytes, heartbeat=30.0)
     await ws.prepare(request)
     conn = Connection(ws, app[CHAT], request.get(USER), settings.max_message_chars, app[METRICS],
                       settings.send_timeout, request.transport)

@@ -3,6 +3,7 @@ on 127.0.0.1 (transformers backend, tiny local model): streaming, usage, memory 
 
 import asyncio
 import json
+import sqlite3
 import uuid
 
 import httpx
@@ -242,3 +243,69 @@ async def test_max_tokens_in_the_request_lowers_the_reply_length_and_reports_len
             temperature=0)
     assert reply.usage.completion_tokens <= 2
     assert reply.choices[0].finish_reason == "length"
+
+
+def stored_sessions(data_dir, user_text: str) -> list[str]:
+    """Sessions in the real store (the server's SQLite file) holding a turn with this message."""
+    con = sqlite3.connect(f"file:{data_dir / 'chat.sqlite3'}?mode=ro", uri=True)
+    try:
+        return [row[0] for row in con.execute("SELECT session FROM turns WHERE user_text = ?", (user_text,))]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_an_anonymous_request_stores_nothing_and_answers_from_the_conversation_it_sends(api_server, stream):
+    tag = uuid.uuid4().hex[:10]
+    earlier, reply, question = f"My name is Su {tag}.", f"Hello Su {tag}!", f"What is my name? {tag}"
+    messages = [{"role": "system", "content": "ignored: the server has a persona"},
+                {"role": "user", "content": earlier}, {"role": "assistant", "content": reply},
+                {"role": "user", "content": question}]
+    async with client(api_server) as oai:
+        response = await oai.chat.completions.create(model=api_server.model, messages=messages, stream=stream)
+        if stream:
+            assert [chunk async for chunk in response][-1].choices[0].finish_reason in ("stop", "length")
+        else:
+            assert response.choices[0].message.content is not None
+    await asyncio.sleep(0.2)  # a background flush would have been scheduled by now
+    assert stored_sessions(api_server.data_dir, question) == [], "nobody could ever read or delete it"
+    assert stored_sessions(api_server.data_dir, earlier) == []
+    prompt = prompt_for(api_server, question)
+    assert [(m.role, m.content) for m in prompt.messages[1:]] == [("user", earlier), ("assistant", reply),
+                                                                 ("user", question)]
+
+
+@pytest.fixture(scope="module")
+def limited_server(tiny_model_dir, tmp_path_factory, scripted_endpoint):
+    from tests.server.conftest import make_settings
+    from tests.support.servers import ServerThread
+
+    settings = make_settings(tiny_model_dir, tmp_path_factory.mktemp("limited-data"), llm_backend="openai",
+                             openai_base_url=scripted_endpoint.url, turns_per_minute=3, max_turns_per_user=1)
+    server = ServerThread(settings).start()
+    server.model = str(tiny_model_dir)
+    yield server
+    server.stop()
+
+
+async def _anonymous_turn(server, http: httpx.AsyncClient, text: str) -> httpx.Response:
+    return await http.post(f"{server.url}/v1/chat/completions",
+                           json={"model": server.model, "messages": [{"role": "user", "content": text}]})
+
+
+async def test_anonymous_requests_from_one_address_share_the_turn_limits(limited_server, scripted, monkeypatch):
+    async with httpx.AsyncClient(timeout=30) as http, \
+            httpx.AsyncClient(timeout=30, transport=httpx.AsyncHTTPTransport(local_address="127.0.0.2")) as other:
+        monkeypatch.setitem(failpoints._ARMED, "generate.before", "sleep:1.5")  # hold the first turn open
+        held = asyncio.create_task(_anonymous_turn(limited_server, http, "a slow one"))
+        await asyncio.sleep(0.5)
+        at_once = await _anonymous_turn(limited_server, http, "and another at the same time")
+        assert at_once.status_code == 429 and at_once.json()["error"]["code"] == "too_many_turns"
+        assert (await held).status_code == 200
+        monkeypatch.delitem(failpoints._ARMED, "generate.before")
+        for i in range(2):  # TURNS_PER_MINUTE=3, the held turn included
+            assert (await _anonymous_turn(limited_server, http, f"turn {i}")).status_code == 200
+        refused = await _anonymous_turn(limited_server, http, "one too many")
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert (await _anonymous_turn(limited_server, other, "from another address")).status_code == 200

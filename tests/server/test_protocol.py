@@ -69,14 +69,17 @@ async def test_binary_frames_get_an_error_and_the_connection_stays_usable(shared
         assert (await client.turn(new_session(), "hello")).end is not None
 
 
-async def test_a_frame_over_the_size_limit_closes_the_connection_with_1009(shared_server):
+async def test_a_frame_over_the_size_limit_closes_with_1009_and_a_reason_and_other_clients_carry_on(shared_server):
     async with aiohttp.ClientSession() as http:
+        bystander = await connect(http, shared_server.ws_url)
         client = await connect(http, shared_server.ws_url)
         limit = shared_server.settings.max_frame_bytes
         await client.ws.send_str(json.dumps({"type": "chat", "session": "s", "text": "x" * (limit + 10)}))
         msg = await client.ws.receive(timeout=10)
         assert msg.type == aiohttp.WSMsgType.CLOSE
         assert msg.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+        assert "MAX_FRAME_BYTES" in msg.extra and str(limit) in msg.extra, f"close reason: {msg.extra!r}"
+        assert (await bystander.turn(new_session(), "still here?")).end is not None
 
 
 async def test_a_second_chat_while_a_turn_streams_on_the_session_is_refused(shared_server, monkeypatch):
