@@ -8,7 +8,8 @@ import threading
 from typing import Any
 
 from trainer.config import TrainConfig
-from trainer.loop import EventHandler, TrainResult, train
+from trainer.loop import TrainResult, train
+from trainer.report import EventHandler
 
 
 async def train_async(config: TrainConfig, on_event: EventHandler | None = None) -> TrainResult:

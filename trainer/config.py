@@ -131,7 +131,7 @@ def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
         raise TrainerError(f"--{flag} must be one of {', '.join(choices)}, not {value!r}")
 
 
-def _bool_flag(parser: argparse.ArgumentParser, name: str, help_text: str) -> None:
+def _bool_flag(parser: argparse._ActionsContainer, name: str, help_text: str) -> None:
     parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                         help=help_text)
 
@@ -148,8 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-scratch", metavar="SIZE", help="train a small Llama from random init: micro|tiny|small|base")
     p.add_argument("--data", help="poems.jsonl or poems.html")
     p.add_argument("--out", help="output directory: the final HF model, checkpoints/, metrics.jsonl, loss.png")
+    _optimisation_flags(p.add_argument_group("optimisation"))
+    _batching_flags(p.add_argument_group("data and batching"))
+    _training_flags(p.add_argument_group("what to train"))
+    _reporting_flags(p.add_argument_group("evaluation, checkpoints, logging"))
+    _hardware_flags(p.add_argument_group("hardware"))
+    return p
 
-    g = p.add_argument_group("optimisation")
+
+def _optimisation_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--epochs", type=int, help="passes over the training split (default 1)")
     g.add_argument("--max-steps", type=int, help="optimizer steps; overrides --epochs")
     g.add_argument("--lr", type=float,
@@ -162,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup-steps", type=int, help="warmup steps; overrides --warmup-ratio")
     g.add_argument("--max-grad-norm", type=float, help="gradient clipping norm, 0 to disable (default 1.0)")
 
-    g = p.add_argument_group("data and batching")
+
+def _batching_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--batch-size", type=int,
                    help="examples per optimizer step over all accumulation steps and processes (default 16)")
     g.add_argument("--grad-accum", type=int, help="micro-batches per step on each process (default 1)")
@@ -171,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     _bool_flag(g, "packing", "pack several examples per row (per-example positions, no cross attention)")
     _bool_flag(g, "group-by-length", "batch examples of similar length together (default on)")
 
-    g = p.add_argument_group("what to train")
+
+def _training_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--train-top-layers", type=int, metavar="N", help="freeze all but the top N transformer layers")
     _bool_flag(g, "lora", "train LoRA adapters (peft), merged into the exported model")
     g.add_argument("--lora-r", type=int, help="LoRA rank (default 16)")
@@ -183,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scheduled-sampling-ramp", type=float, metavar="F",
                    help="fraction of training over which the rate ramps linearly from 0 to P (default 1.0)")
 
-    g = p.add_argument_group("evaluation, checkpoints, logging")
+
+def _reporting_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--eval-split", type=float, help="fraction of poems held out (default 0.05)")
     g.add_argument("--eval-every", type=int, help="steps between evaluations (default 200)")
     g.add_argument("--eval-samples", type=int, help="poems generated at each evaluation (default 2)")
@@ -196,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     _bool_flag(g, "overwrite", "start afresh even if --out already holds checkpoints")
     _bool_flag(g, "progress", "show a progress bar (default on)")
 
-    g = p.add_argument_group("hardware")
+
+def _hardware_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--seed", type=int, help="seed for the split, data order, init and sampling (default 42)")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
     g.add_argument("--precision", choices=PRECISIONS, help="auto: bf16 autocast on a GPU that has it, else fp32")
@@ -204,7 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     g.add_argument("--export-dtype", choices=EXPORT_DTYPES,
                    help="dtype of the exported model (auto: the base model's own, fp32 from scratch)")
-    return p
 
 
 def _normalise_keys(raw: dict[str, Any], source: str) -> dict[str, Any]:

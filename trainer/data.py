@@ -62,6 +62,17 @@ def split_poems(poems: Sequence[Poem], eval_fraction: float, seed: int) -> tuple
     return sorted(order[n_eval:]), sorted(order[:n_eval])
 
 
+def scratch_tokenizer_texts(poems: Sequence[Poem], indices: Sequence[int]) -> list[str]:
+    """What a from-scratch tokenizer learns its vocabulary from: each training poem with its raw prompt, and
+    the chat instruction."""
+    texts = []
+    for i in indices:
+        p = poems[i]
+        texts.append(RAW_PROMPT.format(title=p.title) + p.text)
+        texts.append(CHAT_INSTRUCTION.format(title=p.title))
+    return texts
+
+
 def ensure_chat_template(tokenizer) -> bool:
     """Give the tokenizer the plain fallback template if it has none; True if it had its own."""
     if getattr(tokenizer, "chat_template", None):

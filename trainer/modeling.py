@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from trainer.distributed import DistContext, barrier
 from trainer.errors import TrainerError
 
 SCRATCH_DIR = "scratch-init"
@@ -77,6 +78,28 @@ def create_scratch(size: str, texts: Sequence[str], out_dir: Path, seed: int) ->
     target = out_dir / SCRATCH_DIR
     create_scratch_model(texts, size, target, seed=seed)
     return target
+
+
+def load_scratch(size: str, texts: Sequence[str], out_dir: Path, seed: int, resuming: bool, ctx: DistContext,
+                 attn_implementation: str | None = None):
+    """(random-init model in fp32, tokenizer) for --from-scratch: made from `texts` under OUT/scratch-init on a
+    fresh run, read back from there on a resumed one."""
+    scratch_dir = out_dir / SCRATCH_DIR
+    if not resuming:
+        # One process trains the tokenizer (BPE training need not be reproducible across processes);
+        # everyone, this one included, then loads the same files, as a resumed run will.
+        if ctx.is_main:
+            create_scratch(size, texts, out_dir, seed)
+        barrier(ctx)
+    elif not (scratch_dir / "config.json").is_file():
+        raise TrainerError(f"cannot resume a --from-scratch run: {scratch_dir} (its tokenizer and initial "
+                           f"model) is missing")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = AutoModelForCausalLM.from_pretrained(scratch_dir, dtype=torch.float32, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(scratch_dir)
+    return model, tokenizer
 
 
 def transformer_layers(model: nn.Module) -> nn.ModuleList:

@@ -1,15 +1,18 @@
-"""What a run reports: metrics.jsonl, loss.png, and a progress bar with tokens/s (main process only)."""
+"""What a run reports: events, metrics.jsonl, loss.png, and a progress bar with tokens/s (main process only)."""
 
 from __future__ import annotations
 
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "loss.png"
+
+EventHandler = Callable[[dict[str, Any]], Any]
 
 
 class MetricsLog:
@@ -100,3 +103,46 @@ class Progress:
 
 def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 50 else float("inf")
+
+
+class Reporter:
+    """Where a run's news goes. Only the main process reports, so that N processes make one log, not N."""
+
+    def __init__(self, out: Path, is_main: bool, show_progress: bool, on_event: EventHandler | None):
+        self.out = Path(out)
+        self.is_main = is_main
+        self.show_progress = show_progress
+        self.on_event = on_event
+        self.progress = Progress(False, 0, 0)
+        self.metrics: MetricsLog | None = None
+
+    def open_metrics(self, resume_step: int | None) -> None:
+        self.metrics = MetricsLog(self.out / METRICS_FILE, resume_step)
+
+    def start_progress(self, total_steps: int, step: int) -> None:
+        self.progress = Progress(self.show_progress and self.is_main, total_steps, step)
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        if self.on_event is not None and self.is_main:
+            self.on_event({"type": kind, **fields})
+
+    def say(self, text: str) -> None:
+        if self.is_main and self.show_progress:
+            # Through the bar while there is one, or the line would tear it.
+            if self.progress.bar is not None:
+                self.progress.write(text)
+            else:
+                print(text, file=sys.stderr)
+
+    def log(self, record: dict[str, Any]) -> None:
+        """A metrics.jsonl line, also sent to the caller as a `<type>_metrics` event."""
+        if self.metrics is not None:
+            self.metrics.write(record)
+        self.emit(record["type"] + "_metrics", **{k: v for k, v in record.items() if k != "type"})
+
+    def plot(self) -> None:
+        if self.is_main:
+            plot_loss_curve(self.out / METRICS_FILE, self.out / CURVE_FILE)
+
+    def close(self) -> None:
+        self.progress.close()

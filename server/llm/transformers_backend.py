@@ -101,6 +101,24 @@ class TransformersGenerator:
         finally:
             self._slots.release()
 
+    def _generate_kwargs(self, prompt_ids: list[int], budget: int, params: GenerationParams, streamer,
+                         stopping_criteria) -> dict:
+        """Arguments for `model.generate`: greedy at temperature 0, nucleus sampling above it."""
+        import torch
+
+        input_ids = torch.tensor([prompt_ids], device=self.device)
+        kwargs = dict(
+            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=budget,
+            streamer=streamer, stopping_criteria=stopping_criteria,
+            pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
+            else self.tokenizer.eos_token_id,
+        )
+        if params.temperature > 0:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+        else:
+            kwargs.update(do_sample=False)
+        return kwargs
+
     async def _generate(self, messages, params, usage) -> AsyncIterator[str]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
@@ -131,17 +149,7 @@ class TransformersGenerator:
                 return stop.is_set()
 
         streamer = _Streamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        input_ids = torch.tensor([prompt_ids], device=self.device)
-        kwargs = dict(
-            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=budget,
-            streamer=streamer, stopping_criteria=StoppingCriteriaList([_Stop()]),
-            pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
-            else self.tokenizer.eos_token_id,
-        )
-        if params.temperature > 0:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
-        else:
-            kwargs.update(do_sample=False)
+        kwargs = self._generate_kwargs(prompt_ids, budget, params, streamer, StoppingCriteriaList([_Stop()]))
 
         def run():
             try:
