@@ -46,8 +46,7 @@ def time_calls(fn, vectors: np.ndarray, n: int) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from server.search.classifier import LinearHeadClassifier
-    from server.search.train_classifier import (
+    from scripts.train_classifier import (
         DEFAULT_C,
         DEFAULT_DATA,
         DEFAULT_TARGET_PRECISION,
@@ -55,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         embed_texts,
         load_examples,
     )
+    from server.search.classifier import LinearHeadClassifier
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import html
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
+
+from common.files import atomic_write
 
 
 class CorpusError(ValueError):
@@ -90,29 +91,6 @@ def read_corpus(path: str | os.PathLike[str]) -> list[Poem]:
     return poems
 
 
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over `path`.
-
-    Readers see the old file or the new one, never a torn one, whatever kills the writer.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-atomic_write_text = atomic_write
-
-
 def to_jsonl(poems: Iterable[Poem]) -> str:
     return "".join(json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in poems)
 
@@ -127,5 +105,5 @@ def to_html(poems: Iterable[Poem]) -> str:
 
 
 def write_corpus(poems: list[Poem], out_dir: Path) -> None:
-    atomic_write_text(out_dir / "poems.jsonl", to_jsonl(poems))
-    atomic_write_text(out_dir / "poems.html", to_html(poems))
+    atomic_write(out_dir / "poems.jsonl", to_jsonl(poems))
+    atomic_write(out_dir / "poems.html", to_html(poems))

@@ -8,12 +8,10 @@ crawl; the caps bound what the server sees (simultaneous requests and requests p
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import time
 import urllib.robotparser
 from collections.abc import Callable
-from datetime import UTC
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,6 +19,7 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
+from common.http import parse_retry_after
 from scraper.config import TOOL_NAME, CrawlConfig
 
 log = logging.getLogger(__name__)
@@ -53,23 +52,6 @@ class PermanentError(FetchError):
 
 class NotFound(PermanentError):
     """404/410: the page does not exist."""
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delay-seconds or HTTP-date); None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    now = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now)
 
 
 class RateLimiter:

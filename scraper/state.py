@@ -168,10 +168,6 @@ class State:
             self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('index_url', ?)", (index_url,))
             self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('discovered', '1')")
 
-    def set_index_url(self, index_url: str) -> None:
-        with self._transaction():
-            self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('index_url', ?)", (index_url,))
-
     def todo(self) -> list[Todo]:
         rows = self._conn.execute(
             "SELECT url, seq FROM pages WHERE status='pending' OR (status='failed' AND transient=1) ORDER BY seq"

@@ -72,11 +72,6 @@ class Settings(BaseSettings):
     vllm_enforce_eager: bool = False
     lora_dir: Path | None = None  # a PEFT LoRA adapter applied on top of MODEL (vllm backend)
 
-    @field_validator("served_model_name", "vllm_max_model_len", "lora_dir", mode="before")
-    @classmethod
-    def _empty_backend_setting_is_none(cls, value):
-        return None if value == "" else value
-
     # memory
     store: StoreKind = StoreKind.EMBEDDED
     sqlite_synchronous: str = Field("NORMAL", pattern="^(NORMAL|FULL)$")
@@ -114,17 +109,12 @@ class Settings(BaseSettings):
     search_summary_tokens: int = Field(200, ge=16)
     search_summarizer: str = Field("generator", pattern="^(generator|extractive)$")
     search_threshold: float | None = Field(None, gt=0, lt=1, description="override the classifier's threshold")
-    search_classifier: Path | None = None  # a head from `python -m server.search.train_classifier`
+    search_classifier: Path | None = None  # a head from `python -m scripts.train_classifier`
     # non-public addresses result pages may come from: IPs, CIDRs, ip:port (tests); validated even when unset,
     # because its validator also checks that the provider's settings are present
     search_fetch_allow: str = Field("", validate_default=True)
     search_breaker_failures: int = Field(3, ge=1)
     search_breaker_cooldown: float = Field(60.0, ge=0)
-
-    @field_validator("search_threshold", "search_classifier", mode="before")
-    @classmethod
-    def _empty_search_setting_is_none(cls, value):
-        return None if value == "" else value
 
     @field_validator("search_fetch_allow")
     @classmethod
@@ -158,8 +148,10 @@ class Settings(BaseSettings):
     max_turns_per_user: int = Field(2, ge=1, description="turns running at once per user")
     max_active_turns: int = Field(256, ge=1, description="turns running or queued in this process")
 
-    @field_validator("knowledge_dir", "context_tokens", "openai_base_url", "google_cse_id", "embed_model",
-                     "search_url", "server_tokens", "server_tokens_file", mode="before")
+    # An optional setting left empty in .env (`SEARCH_URL=`) means unset, not an empty value.
+    @field_validator("served_model_name", "vllm_max_model_len", "lora_dir", "knowledge_dir", "context_tokens",
+                     "openai_base_url", "google_cse_id", "embed_model", "search_url", "search_threshold",
+                     "search_classifier", "server_tokens", "server_tokens_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         return None if value == "" else value

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from server.llm.estimate import PER_MESSAGE_OVERHEAD
 from server.protocols import Hit, Message, SearchOutcome, TurnRecord
 
 UNTRUSTED_OPEN = "<<<UNTRUSTED WEB SEARCH RESULTS>>>"
@@ -23,8 +24,6 @@ UNTRUSTED_PREAMBLE = (
 )
 MEMORY_PREAMBLE = "Notes from earlier conversations with this user (use them if relevant):"
 KNOWLEDGE_PREAMBLE = "Reference notes:"
-# Chat templates add a few tokens of markup per message.
-_PER_MESSAGE_OVERHEAD = 8
 # Counts remembered per text: the persona and a session's buffered turns recur in turn after turn, and
 # tokenising them again was most of the time spent building a prompt.
 _COUNT_CACHE = 4096
@@ -79,7 +78,7 @@ class PromptBuilder:
         return messages
 
     def _size(self, messages: Sequence[Message]) -> int:
-        return sum(self.count(m.content) + _PER_MESSAGE_OVERHEAD for m in messages)
+        return sum(self.count(m.content) + PER_MESSAGE_OVERHEAD for m in messages)
 
     def build(self, parts: PromptParts) -> BuiltPrompt:
         parts = PromptParts(parts.persona, parts.message, sorted(parts.memories, key=lambda h: -h.score),

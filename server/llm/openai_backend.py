@@ -11,9 +11,7 @@ clients, because some endpoints quote the (partly masked) key back.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import re
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from urllib.parse import urlsplit
@@ -30,6 +28,8 @@ from tenacity import (
     wait_random,
 )
 
+from common.http import parse_retry_after
+from server.llm.estimate import PER_MESSAGE_OVERHEAD
 from server.llm.prompting import to_openai
 from server.llm.tokens import config_context_window, load_tokenizer, token_counter
 from server.logs import get_logger
@@ -41,8 +41,6 @@ log = get_logger(__name__)
 # current chat model has at least this much, and our prompts (persona, a few memories, the buffer) fit.
 DEFAULT_CONTEXT_WINDOW = 8192
 OPENAI_HOSTS = {"api.openai.com"}
-# Chat templates add a few tokens of markup per message (used only when the endpoint reports no usage).
-_PER_MESSAGE_OVERHEAD = 8
 _KEYLIKE = re.compile(r"\b(sk|pk|rk|key)-[\w*.-]{4,}", re.IGNORECASE)
 _REMOTE_CODE = re.compile(r"^[a-z0-9_.-]{1,64}$")
 _WAIT_BEFORE_RETRY = wait_exponential(multiplier=0.5, max=8) + wait_random(0, 0.5)
@@ -54,24 +52,8 @@ def retry_after(exc: BaseException) -> float | None:
     headers = getattr(response, "headers", None)
     if not headers:
         return None
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    millis = parse_retry_after(headers.get("retry-after-ms"))
+    return millis / 1000 if millis is not None else parse_retry_after(headers.get("retry-after"))
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -279,7 +261,7 @@ class OpenAIGenerator:
             # counted only when the endpoint sent no usage (cut off, or it ignores stream_options), and
             # only now: tokenising the prompt before the request would delay the first token
             usage.prompt_tokens = reported.prompt_tokens or sum(
-                self.count_tokens(m.content) + _PER_MESSAGE_OVERHEAD for m in messages)
+                self.count_tokens(m.content) + PER_MESSAGE_OVERHEAD for m in messages)
             if reported.prompt_tokens or reported.completion_tokens:
                 usage.completion_tokens = reported.completion_tokens
             else:

@@ -7,8 +7,6 @@ directory or is in the Hugging Face cache, and otherwise an approximation.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,19 +15,9 @@ from pathlib import Path
 # in its own thread at the same moment ("cannot import name 'AutoTokenizer'").
 from transformers import AutoTokenizer
 
+from server.llm.estimate import approximate_tokens
 from server.llm.prompting import plain_transcript
 from server.protocols import Message
-
-# CJK ideographs, kana and hangul: BPE vocabularies spend about one token (often more) on each.
-_WIDE = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]")
-# English averages about four characters per token in GPT vocabularies; 3.5 errs on the high side,
-# so a prompt counted this way still fits the real window.
-_CHARS_PER_TOKEN = 3.5
-
-
-def approximate_tokens(text: str) -> int:
-    wide = len(_WIDE.findall(text))
-    return wide + math.ceil((len(text) - wide) / _CHARS_PER_TOKEN)
 
 
 def model_source(model: str) -> str:

@@ -2,7 +2,7 @@
 
 The turn already embedded the message for memory retrieval, so deciding costs one 384-wide dot product
 (microseconds) instead of an LLM call. The head ships in the package (`head.npz`, a few KB) and is retrained
-with `python -m server.search.train_classifier`. Its threshold was tuned for precision: when unsure, the
+with `python -m scripts.train_classifier`. Its threshold was tuned for precision: when unsure, the
 classifier says no, because a needless search fills the reply with odd results.
 """
 
@@ -59,7 +59,7 @@ class LinearHeadClassifier:
         if Path(self.embedder).name != configured:
             raise HeadMismatch(
                 f"the search classifier was trained on {self.embedder} embeddings but EMBED_MODEL is {configured}: "
-                "retrain it with `python -m server.search.train_classifier --embed-model <model> --out head.npz` "
+                "retrain it with `python -m scripts.train_classifier --embed-model <model> --out head.npz` "
                 "and set SEARCH_CLASSIFIER to that file")
 
     def decide(self, vector: np.ndarray) -> Decision:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from server.llm.estimate import approximate_tokens
 from server.search.fetch import FetchedPage
 
 _BREAK = re.compile(r"[.!?。！？；;\n]\s*")
@@ -46,11 +47,6 @@ def safe_counter(count: Callable[[str], int]) -> Callable[[str], int]:
         try:
             return count(text)
         except RuntimeError:  # "Already borrowed": the Rust tokenizer is being reconfigured elsewhere
-            return estimate_tokens(text)
+            return approximate_tokens(text)
 
     return counted
-
-
-def estimate_tokens(text: str) -> int:
-    cjk = sum(1 for ch in text if "\u3400" <= ch <= "\u9fff")
-    return cjk + (len(text) - cjk) // 4 + 1

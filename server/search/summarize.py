@@ -18,10 +18,10 @@ from concurrent.futures import Executor
 
 import numpy as np
 
+from server.llm.estimate import approximate_tokens
 from server.logs import get_logger
 from server.prompt import fence_untrusted
 from server.protocols import GenerationError, GenerationParams, Generator, Message, Usage
-from server.search.extract import estimate_tokens
 from server.search.protocols import Source, Summary
 
 log = get_logger(__name__)
@@ -63,7 +63,7 @@ def grounded(summary: str, sources: Sequence[Source], minimum: float = 0.5) -> b
 
 
 class ExtractiveSummarizer:
-    def __init__(self, max_tokens: int, count_tokens: Callable[[str], int] = estimate_tokens,
+    def __init__(self, max_tokens: int, count_tokens: Callable[[str], int] = approximate_tokens,
                  executor: Executor | None = None):
         self.max_tokens = max_tokens
         self.count = count_tokens

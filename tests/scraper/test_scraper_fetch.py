@@ -2,12 +2,11 @@
 
 import asyncio
 import time
-from email.utils import formatdate
 
 import pytest
 
 from scraper.config import CrawlConfig
-from scraper.fetch import Fetcher, NotFound, RateLimiter, TransientError, parse_retry_after
+from scraper.fetch import Fetcher, NotFound, RateLimiter, TransientError
 from scraper.parse import parse_page
 from tests.scraper.conftest import fast_config
 from tests.scraper.mirror import FAULT_KINDS, UA_POLICY, wiki_path
@@ -132,12 +131,3 @@ async def test_rate_limiter_without_rate_never_waits():
     for _ in range(1000):
         await limiter.wait()
     assert time.monotonic() - started < 0.5
-
-
-def test_retry_after_accepts_seconds_and_http_dates():
-    now = time.time()
-    assert parse_retry_after("120") == 120
-    assert parse_retry_after(formatdate(now + 30, usegmt=True), now=now) == pytest.approx(30, abs=1)
-    assert parse_retry_after(formatdate(now - 30, usegmt=True), now=now) == 0
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None

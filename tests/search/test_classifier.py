@@ -9,8 +9,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from scripts.train_classifier import DEFAULT_DATA, load_examples
 from server.search.classifier import HeadMismatch, LinearHeadClassifier
-from server.search.train_classifier import DEFAULT_DATA, load_examples
 from tests.support.paths import REPO
 
 # none of these is in tests/data/search_labels.jsonl
@@ -83,7 +83,7 @@ def test_the_training_command_retrains_a_head_the_server_can_load(tmp_path, embe
     subset = tmp_path / "subset.jsonl"
     subset.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[::5]), encoding="utf-8")
     out = tmp_path / "head.npz"
-    done = subprocess.run([sys.executable, "-m", "server.search.train_classifier", "--data", str(subset),
+    done = subprocess.run([sys.executable, "-m", "scripts.train_classifier", "--data", str(subset),
                            "--out", str(out), "--folds", "3", "--repeats", "1"],
                           cwd=REPO, capture_output=True, text=True, timeout=240,
                           env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
