@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 
 
 def _parse(spec: str) -> dict[str, str]:
@@ -31,9 +32,28 @@ async def failpoint(name: str) -> None:
     action = _ARMED.get(name)
     if action is None:
         return
+    if action.startswith("sleep:"):
+        await asyncio.sleep(_seconds(action))
+    else:
+        _fire(name, action)
+
+
+def thread_failpoint(name: str) -> None:
+    """A failpoint for code running in a worker thread, where `sleep` may block; never on the event loop."""
+    action = _ARMED.get(name)
+    if action is None:
+        return
+    if action.startswith("sleep:"):
+        time.sleep(_seconds(action))
+    else:
+        _fire(name, action)
+
+
+def _seconds(action: str) -> float:
+    return float(action.split(":", 1)[1])
+
+
+def _fire(name: str, action: str) -> None:
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
-    elif action.startswith("sleep:"):
-        await asyncio.sleep(float(action.split(":", 1)[1]))
-    else:
-        raise FailpointError(f"failpoint {name} fired")
+    raise FailpointError(f"failpoint {name} fired")

@@ -135,6 +135,11 @@ class StoreUnavailable(Exception):
     """The durable store cannot be reached; the turn must fail fast with a clear error."""
 
 
+class LogExpired(Exception):
+    """The log entries after a reader's cursor were compacted away: the reader drops what it built and
+    starts over from `log_since(namespace, None)`, which returns the compacted state and then the rest."""
+
+
 class TurnStore(Protocol):
     """Durable turns, the short-term buffer and the flush watermark; also the source of documents."""
 
@@ -168,7 +173,10 @@ class TurnStore(Protocol):
         """Delete turns, buffer and the session's memories (tombstones for indexes); return docs removed."""
         ...
 
-    async def log_since(self, namespace: str, cursor: int | str | None) -> list[LogEntry]: ...
+    async def log_since(self, namespace: str, cursor: int | str | None) -> list[LogEntry]:
+        """Changes after `cursor`; from None, the namespace's live documents (possibly as a compacted
+        snapshot) and what followed. Raises LogExpired when entries after `cursor` are gone."""
+        ...
 
     async def namespaces(self) -> list[str]: ...
 

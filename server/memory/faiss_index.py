@@ -19,7 +19,8 @@ import faiss
 import numpy as np
 
 from scraper.corpus import atomic_write
-from server.protocols import Document, Hit, LogEntry
+from server.failpoints import thread_failpoint
+from server.protocols import Document, Hit, LogEntry, LogExpired
 
 LogReader = Callable[[str, int | str | None], Awaitable[list[LogEntry]]]
 
@@ -62,12 +63,19 @@ class NamespaceIndex:
         self.dirty = self.dirty or bool(entries)
 
     def search(self, namespace: str, vector: np.ndarray, k: int) -> list[Hit]:
+        return self.hits(namespace, *self.nearest(vector, k))
+
+    def nearest(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and document ids of the `k` nearest vectors (FAISS pads with id -1)."""
         k = min(k, self.index.ntotal)
         if k <= 0:
-            return []
+            return np.empty(0, np.float32), np.empty(0, np.int64)
         scores, ids = self.index.search(np.asarray(vector, np.float32).reshape(1, -1), k)
+        return scores[0], ids[0]
+
+    def hits(self, namespace: str, scores: np.ndarray, ids: np.ndarray) -> list[Hit]:
         hits = []
-        for score, doc_id in zip(scores[0], ids[0], strict=True):
+        for score, doc_id in zip(scores, ids, strict=True):
             if doc_id < 0:
                 continue
             text, session = self.texts[int(doc_id)]
@@ -92,6 +100,47 @@ class NamespaceIndex:
         return cls(dim=meta["dim"], cursor=meta["cursor"], index=index, texts=texts)
 
 
+def search_in_thread(index: NamespaceIndex, namespace: str, vector: np.ndarray, k: int) -> list[Hit]:
+    found = index.nearest(vector, k)
+    # tests widen the gap between FAISS's answer and the text lookup, where a concurrent removal shows
+    thread_failpoint("faiss.search.lookup")
+    return index.hits(namespace, *found)
+
+
+class ThreadedSearches:
+    """A namespace's searches running in worker threads.
+
+    Any number of threads may read an index at once, but none while `apply` changes it on the loop:
+    FAISS does not guard an index against a concurrent writer, and a removal between a search's
+    answer and its text lookup would fail it. `apply` waits for `idle()` instead of taking a lock the
+    threads hold, so the event loop never blocks on a search.
+    """
+
+    def __init__(self):
+        self._running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def run(self, fn: Callable[..., list[Hit]], *args) -> Awaitable[list[Hit]]:
+        """Counted from this call, not from the thread's start, so no `apply` slips in between."""
+        self._running += 1
+        self._idle.clear()
+        job = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        job.add_done_callback(self._finished)
+        # a caller that is cancelled leaves the thread reading: it stays counted until the thread ends
+        return asyncio.shield(job)
+
+    def _finished(self, job: asyncio.Future) -> None:
+        self._running -= 1
+        if not self._running:
+            self._idle.set()
+        if not job.cancelled():
+            job.exception()  # marks it retrieved: an abandoned search's error was its caller's to see
+
+    async def idle(self) -> None:
+        await self._idle.wait()
+
+
 class FaissVectorStore:
     """VectorStore over per-namespace FAISS indexes, kept current from `read_log` before each search.
 
@@ -110,6 +159,7 @@ class FaissVectorStore:
         self.snapshot_interval = snapshot_interval
         self._indexes: dict[str, NamespaceIndex] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._threaded: dict[str, ThreadedSearches] = {}
         self._saver: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -146,19 +196,42 @@ class FaissVectorStore:
         async with lock:
             index = self._indexes.get(namespace)
             if index is None:
-                index = await asyncio.to_thread(self._load, namespace)
-                self._indexes[namespace] = index
-            entries = await self._read_log(namespace, index.cursor)
+                return await self._rebuild(namespace, await asyncio.to_thread(self._load, namespace))
+            try:
+                entries = await self._read_log(namespace, index.cursor)
+            except LogExpired:
+                # the log was compacted past this index's cursor: what it missed may include deletes,
+                # so start over from the compacted state rather than patch the old index
+                return await self._rebuild(namespace, NamespaceIndex(self.dim))
             if entries:
+                # holding the lock keeps new searches out (they refresh first) while these finish
+                await self._searches(namespace).idle()
                 index.apply(entries)
             return index
+
+    def _searches(self, namespace: str) -> ThreadedSearches:
+        return self._threaded.setdefault(namespace, ThreadedSearches())
+
+    async def _rebuild(self, namespace: str, index: NamespaceIndex) -> NamespaceIndex:
+        """Catch up an index nobody searches yet, then publish it. A whole log or snapshot can take
+        seconds to apply, so that happens in a thread, which is safe only while the index is private."""
+        try:
+            entries = await self._read_log(namespace, index.cursor)
+        except LogExpired:  # a snapshot on disk older than the compacted log
+            index = NamespaceIndex(self.dim)
+            entries = await self._read_log(namespace, None)
+        if entries:
+            await asyncio.to_thread(index.apply, entries)
+        self._indexes[namespace] = index
+        return index
 
     async def search(self, namespace: str, vector: np.ndarray, k: int) -> list[Hit]:
         if k <= 0:
             return []
         index = await self.refresh(namespace)
         if index.index.ntotal > _INLINE_SEARCH_MAX:
-            return await asyncio.to_thread(index.search, namespace, vector, k)
+            # counted before this coroutine yields again, so no `apply` can run before the thread ends
+            return await self._searches(namespace).run(search_in_thread, index, namespace, vector, k)
         return index.search(namespace, vector, k)
 
     def size(self, namespace: str) -> int:

@@ -11,15 +11,19 @@ Keys (prefix P = REDIS_PREFIX):
     P docid            counter for document ids (FAISS needs integers)
     P d:<id>           hash   ns, nsh (sha1 of ns, a KNN tag), session|source, turn, text, emb, created
     P sd:<session>     set    document ids of the session
-    P log:<ns>         stream op=add|del, doc=<id>: the change log vector indexes replay
+    P log:<ns>         stream op=add|del, doc=<id>: the change log vector indexes replay; trimmed once folded
+    P sn:<ns>          set    the compacted log: ids of the namespace's live documents as of P snu:<ns>
+    P snu:<ns>         string id of the last log entry folded into P sn:<ns>
     P ns               set    namespaces that have a log
+    P compacting       string a replica's claim on the current compaction sweep (PX; it just expires)
     P kb               hash   knowledge source -> digest
     P kbd:<source>     set    document ids of a knowledge source
 
 Every script is idempotent when retried after a lost reply: begin_turn is keyed by a turn id made by
 the caller, finish_turn only moves a turn out of pending, commit_flush compares-and-sets the
-watermark, knowledge compares digests. Keys are built inside the scripts, which Redis Cluster
-forbids; a single Redis (with replicas / Sentinel) is the supported deployment.
+watermark, knowledge compares digests, compaction folds by document id and trims only what it has
+folded. Keys are built inside the scripts, which Redis Cluster forbids; a single Redis (with
+replicas / Sentinel) is the supported deployment.
 """
 
 BEGIN_TURN = """
@@ -138,12 +142,21 @@ redis.call('ZREM', P .. 'unflushed', sid)
 return n
 """
 
-# Entries after `start` (an exclusive XRANGE bound), 6 fields each: cursor, doc id, op, text, emb, session.
-# An add whose document is gone (forgotten since) reads as a del, like the SQLite log's LEFT JOIN.
+# Entries after `cursor` (a stream id; '' for the beginning), 6 fields each: cursor, doc id, op, text, emb,
+# session. An add whose document is gone (forgotten since) reads as a del, like the SQLite log's LEFT JOIN.
+# {'expired'} when entries the caller has not read may have been trimmed: trims cut a prefix, so that is
+# when its cursor entry is gone, or, reading from the beginning, when compaction has begun.
 LOG_SINCE = """
-local P, ns, start, count = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local P, ns, cursor, count = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local log, start = P .. 'log:' .. ns, '-'
+if cursor == '' then
+  if redis.call('EXISTS', P .. 'snu:' .. ns) == 1 then return {'expired'} end
+else
+  if #redis.call('XRANGE', log, cursor, cursor) == 0 then return {'expired'} end
+  start = '(' .. cursor
+end
 local out = {}
-for _, e in ipairs(redis.call('XRANGE', P .. 'log:' .. ns, start, '+', 'COUNT', count)) do
+for _, e in ipairs(redis.call('XRANGE', log, start, '+', 'COUNT', count)) do
   local f = e[2]
   local op, id = f[2], f[4]
   local d = {false, false, false}
@@ -163,6 +176,58 @@ for _, e in ipairs(redis.call('XRANGE', P .. 'log:' .. ns, start, '+', 'COUNT', 
   end
 end
 return out
+"""
+
+# One SSCAN page of the compacted log, packed: {next scan cursor, ids, text lengths, texts, session lengths,
+# sessions, embedding lengths, embeddings}, ids and lengths comma-separated, the rest concatenated. A load
+# reads every live document at once, and a reply element costs the client far more than its bytes do.
+# A listed document whose hash is gone was deleted after the snapshot: its del is in the stream tail.
+SNAPSHOT_PAGE = """
+local P, ns, scan, count = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local page = redis.call('SSCAN', P .. 'sn:' .. ns, scan, 'COUNT', count)
+local ids, texts, tlen, sessions, slen, embs, elen = {}, {}, {}, {}, {}, {}, {}
+for _, id in ipairs(page[2]) do
+  local d = redis.call('HMGET', P .. 'd:' .. id, 'text', 'emb', 'session')
+  if d[1] then
+    local session = d[3] or ''
+    ids[#ids + 1] = id
+    texts[#texts + 1], tlen[#tlen + 1] = d[1], #d[1]
+    embs[#embs + 1], elen[#elen + 1] = d[2], #d[2]
+    sessions[#sessions + 1], slen[#slen + 1] = session, #session
+  end
+end
+return {page[1], table.concat(ids, ','), table.concat(tlen, ','), table.concat(texts),
+        table.concat(slen, ','), table.concat(sessions), table.concat(elen, ','), table.concat(embs)}
+"""
+
+# Folds up to `count` log entries after P snu:<ns> into P sn:<ns>, then trims the log below the older of
+# the folded position and `keep` ms ago (recent entries stay so that replicas a little behind catch up
+# from the tail instead of reloading). Never trims an entry it has not folded, and keeps the last folded
+# one: readers check that their cursor entry still exists. Returns {1 while entries remain to fold, the
+# number of entries trimmed}.
+COMPACT_LOG = """
+local P, ns, count, keep = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local log, snap, at = P .. 'log:' .. ns, P .. 'sn:' .. ns, P .. 'snu:' .. ns
+local upto = redis.call('GET', at)
+local start = '-'
+if upto then start = '(' .. upto end
+local entries = redis.call('XRANGE', log, start, '+', 'COUNT', count)
+for _, e in ipairs(entries) do
+  local f = e[2]
+  if f[2] == 'add' then redis.call('SADD', snap, f[4]) else redis.call('SREM', snap, f[4]) end
+end
+if #entries > 0 then
+  upto = entries[#entries][1]
+  redis.call('SET', at, upto)
+end
+if not upto then return {0, 0} end
+local now = redis.call('TIME')
+local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - keep
+local minid = upto
+if cutoff < tonumber(string.match(upto, '^(%d+)')) then minid = string.format('%.0f-0', cutoff) end
+local trimmed = redis.call('XTRIM', log, 'MINID', minid)
+if #entries == count then return {1, trimmed} end
+return {0, trimmed}
 """
 
 _DROP_SOURCE = """

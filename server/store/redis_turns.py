@@ -5,7 +5,8 @@ replica killed at any moment leaves either all of it or none: a flush writes its
 log entries and the new watermark together, after comparing the watermark it planned from, so two
 replicas flushing one session produce one flush. Documents (text + float32 embedding) live in
 hashes, and every add or delete is appended to the namespace's Redis stream, the log from which
-each replica's FAISS indexes catch up (`log_since`).
+each replica's FAISS indexes catch up (`log_since`, redis_log). The stream does not grow with history:
+its entries are folded into a snapshot of the live document ids and trimmed (redis_compactor).
 
 A turn holds its session's lease (SET PX, taken in begin_turn, renewed while it runs, dropped in
 finish_turn), so a second turn on the session is refused on every replica, not only on this one.
@@ -24,13 +25,14 @@ import numpy as np
 from server.logs import get_logger
 from server.protocols import KNOWLEDGE_NAMESPACE, Document, FlushPlan, LogEntry, TurnRecord
 from server.store import redis_scripts as lua
+from server.store.redis_compactor import LogCompactor
 from server.store.redis_link import RedisLink, SessionLeased
+from server.store.redis_log import RedisLogReader
 
 log = get_logger(__name__)
 
 # A finished reply is worth a short wait for Redis to come back (e.g. a restart) before it is lost.
 _FINISH_WAIT = 5.0
-_LOG_PAGE = 1000
 
 
 def _text(value: bytes | None) -> str | None:
@@ -38,13 +40,19 @@ def _text(value: bytes | None) -> str | None:
 
 
 class RedisTurnStore:
-    def __init__(self, link: RedisLink, prefix: str = "dongpo:", lease_ttl: float = 15.0):
+    def __init__(self, link: RedisLink, prefix: str = "dongpo:", lease_ttl: float = 15.0, *,
+                 compact_every: float = 60.0, log_keep: float = 600.0):
+        """`compact_every`: seconds between log compactions (0: none); `log_keep`: seconds of stream kept
+        after folding, so that a replica that read a namespace within them catches up from the tail."""
         self.link = link
         self.prefix = prefix
         self.lease_ms = max(1000, int(lease_ttl * 1000))
         self._scripts: dict[str, object] = {}
         self._running: dict[str, str] = {}  # turn id -> session: the leases this replica renews
         self._keeper: asyncio.Task | None = None
+        self._log = RedisLogReader(link, prefix, self._script)
+        self._compactor = LogCompactor(link, prefix, self._script, every=compact_every, keep=log_keep)
+        self._compacting: asyncio.Task | None = None
 
     # ---------------------------------------------------------------------------------- lifecycle
 
@@ -53,15 +61,19 @@ class RedisTurnStore:
         client = self.link.client
         self._scripts = {name: client.register_script(getattr(lua, name)) for name in (
             "BEGIN_TURN", "FINISH_TURN", "READ_TURNS", "COMMIT_FLUSH", "FORGET_SESSION", "LOG_SINCE",
-            "REPLACE_KNOWLEDGE", "DROP_KNOWLEDGE", "REAP_PENDING", "RENEW_LEASES")}
+            "SNAPSHOT_PAGE", "COMPACT_LOG", "REPLACE_KNOWLEDGE", "DROP_KNOWLEDGE", "REAP_PENDING",
+            "RENEW_LEASES")}
         self._keeper = asyncio.create_task(self._keep_leases(), name="redis-leases")
+        if self._compactor.every > 0:
+            self._compacting = asyncio.create_task(self._compactor.run(), name="redis-log-compaction")
 
     async def close(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
-            self._keeper = None
+        for task in (self._keeper, self._compacting):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._keeper = self._compacting = None
         await self.link.close()
 
     async def _script(self, name: str, args: Sequence, *, wait: float = 0.0):
@@ -169,21 +181,11 @@ class RedisTurnStore:
     # ---------------------------------------------------------------------------------- documents
 
     async def log_since(self, namespace: str, cursor: int | str | None) -> list[LogEntry]:
-        entries: list[LogEntry] = []
-        start = "-" if cursor in (None, 0, "") else f"({cursor}"
-        while True:
-            reply = await self._script("LOG_SINCE", [namespace, start, _LOG_PAGE])
-            for i in range(0, len(reply), 6):
-                entry_id, doc_id, op = reply[i].decode(), int(reply[i + 1]), reply[i + 2].decode()
-                if op == "add":
-                    doc = Document(doc_id, namespace, reply[i + 3].decode(), np.frombuffer(reply[i + 4], np.float32),
-                                   _text(reply[i + 5]) or None)
-                else:
-                    doc = Document(doc_id, namespace, "")
-                entries.append(LogEntry(entry_id, op, doc))  # type: ignore[arg-type]
-            if len(reply) < 6 * _LOG_PAGE:
-                return entries
-            start = f"({entries[-1].cursor}"
+        return await self._log.since(namespace, cursor)
+
+    async def compact_logs(self) -> int:
+        """Compact every namespace's log now (it also happens every `compact_every` s); returns entries trimmed."""
+        return await self._compactor.sweep()
 
     async def namespaces(self) -> list[str]:
         return sorted(n.decode() for n in await self.link.run(lambda r: r.smembers(f"{self.prefix}ns")))

@@ -1,7 +1,11 @@
 """FAISS indexes derived from the document log: catch-up, tombstones, snapshots, isolation."""
 
+import asyncio
+
 import numpy as np
 
+from server import failpoints
+from server.memory import faiss_index
 from server.memory.faiss_index import FaissVectorStore
 from server.protocols import Document, LogEntry
 
@@ -92,3 +96,40 @@ async def test_a_damaged_snapshot_is_rebuilt_from_the_log(tmp_path):
         path.write_bytes(b"garbage")
     again = FaissVectorStore(log.since, DIM, snapshot_dir=tmp_path)
     assert [h.doc.id for h in await again.search("a", unit(1), 1)] == [1]
+
+
+async def test_threaded_searches_and_log_updates_of_one_namespace_never_overlap(monkeypatch):
+    # every search takes the thread path, and pauses between FAISS's answer and the text lookup: a
+    # removal applied in that gap would surface as a KeyError or a hit for a document already gone
+    monkeypatch.setattr(faiss_index, "_INLINE_SEARCH_MAX", 0)
+    monkeypatch.setitem(failpoints._ARMED, "faiss.search.lookup", "sleep:0.005")
+    log = Log()
+    size = 12
+    for i in range(1, size + 1):
+        log.add("a", i, i)
+    store = FaissVectorStore(log.since, DIM)
+    await store.refresh("a")
+
+    async def churn():
+        for step in range(40):
+            log.delete("a", step + 1)  # the oldest live document goes, a new one comes: size stays put
+            log.add("a", size + step + 1, size + step + 1)
+            await store.refresh("a")
+            await asyncio.sleep(0.001)
+
+    async def searcher(seed: int) -> int:
+        searches = 0
+        while not writer.done():
+            hits = await store.search("a", unit(seed), size)  # k = every document, so any removal shows
+            ids = [h.doc.id for h in hits]
+            assert len(ids) == size and len(set(ids)) == size, ids
+            assert max(ids) - min(ids) == size - 1, f"a mix of two versions of the index: {sorted(ids)}"
+            for hit in hits:
+                assert hit.doc.text == f"doc {hit.doc.id}"
+                assert abs(hit.score - float(unit(hit.doc.id) @ unit(seed))) < 1e-4
+            searches += 1
+        return searches
+
+    writer = asyncio.create_task(churn())
+    counts = await asyncio.gather(*(searcher(seed) for seed in range(8)), writer)
+    assert sum(counts[:-1]) >= 8, "searches ran while the log changed"
