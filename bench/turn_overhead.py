@@ -71,7 +71,7 @@ def drive(ws_url: str, sessions: int, turns: int, tag: str, think: float) -> Non
 
 
 def embedding_baseline(server: ServerThread, concurrency: int, rounds: int) -> list[float]:
-    embedder = server.app[CHAT].embedder
+    embedder = server.app[CHAT].services.embedder
 
     async def timed(text: str) -> float:
         start = time.perf_counter()

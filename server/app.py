@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
-from server.chat import ChatService, TurnResult
+from server.chat import ChatService, Hooks, TurnServices, TurnSettings
 from server.config import Settings, StoreKind
 from server.events import EventBus
 from server.keys import CHAT, CONNECTIONS, METRICS, SETTINGS, STARTED
@@ -20,7 +18,6 @@ from server.memory.embedder import SentenceTransformerEmbedder
 from server.memory.knowledge import KnowledgeBase
 from server.memory.service import LongTermMemory
 from server.metrics import Metrics
-from server.prompt import BuiltPrompt
 from server.protocols import GenerationParams
 from server.search.factory import create_search
 from server.security.middleware import authentication, origin_check
@@ -31,14 +28,6 @@ from server.transport.openai_api import add_openai_routes
 from server.transport.websocket import websocket_handler
 
 log = get_logger(__name__)
-
-
-@dataclass
-class Hooks:
-    """Observation points for tests and benchmarks (for example, the prompts that were built)."""
-
-    on_prompt: Callable[[BuiltPrompt], None] | None = None
-    on_turn: Callable[[TurnResult], None] | None = None
 
 
 def build_app(settings: Settings, hooks: Hooks | None = None) -> web.Application:
@@ -89,13 +78,15 @@ async def _lifecycle(app: web.Application, hooks: Hooks):
         bus = EventBus()
         memory = LongTermMemory(turns, vectors, embedder, metrics, settings.flush_every, settings.memory_top_k,
                                 settings.knowledge_top_k)
+        limiter = TurnLimiter(settings.turns_per_minute, settings.max_turns_per_user, settings.max_active_turns,
+                              redis_url=settings.redis_url if settings.store == StoreKind.REDIS else None)
         app[CHAT] = ChatService(
-            turns=turns, memory=memory, embedder=embedder, generator=generator, search=search, persona=persona,
-            params=GenerationParams(settings.max_new_tokens, settings.temperature, settings.top_p),
-            metrics=metrics, bus=bus, retrieval_timeout=settings.retrieval_timeout,
-            search_timeout=settings.search_timeout, on_prompt=hooks.on_prompt, on_turn=hooks.on_turn,
-            limiter=TurnLimiter(settings.turns_per_minute, settings.max_turns_per_user, settings.max_active_turns,
-                                redis_url=settings.redis_url if settings.store == StoreKind.REDIS else None))
+            TurnServices(turns=turns, memory=memory, embedder=embedder, generator=generator, search=search,
+                         metrics=metrics, bus=bus, limiter=limiter),
+            TurnSettings(persona=persona, retrieval_timeout=settings.retrieval_timeout,
+                         search_timeout=settings.search_timeout,
+                         params=GenerationParams(settings.max_new_tokens, settings.temperature, settings.top_p)),
+            hooks)
         await memory.recover()
         if settings.knowledge_dir is not None:
             knowledge = KnowledgeBase(settings.knowledge_dir, turns, embedder)
@@ -123,5 +114,4 @@ async def _drain(app: web.Application) -> None:
     if chat is not None:
         await chat.drain(app[SETTINGS].drain_timeout)
     for conn in list(app[CONNECTIONS]):
-        await conn.outbox.flush()  # the last turns' end frames go out before the close
-        await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+        await conn.shutdown()

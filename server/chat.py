@@ -1,7 +1,8 @@
 """The turn pipeline: a TurnReceived event goes through persistence, retrieval and search (together,
 with deadlines), prompt building, streaming generation and commit; TurnCompleted goes to the bus.
 
-Transports (websocket, OpenAI-compatible HTTP) only translate frames; they all call `run_turn`.
+What the client hears of a turn are the typed events of `server.turn_events`; transports (websocket,
+OpenAI-compatible HTTP) only encode them, and they all call `run_turn`.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,6 +37,8 @@ from server.protocols import (
     TurnStore,
     Usage,
 )
+from server.turn_events import SearchReported, Send, TokenDelta, TurnEnded, TurnStarted
+from server.turn_state import TurnControl, TurnResult, TurnTiming
 
 log = get_logger(__name__)
 
@@ -48,89 +51,48 @@ def _discard(*futures: asyncio.Future) -> None:
             fut.exception()  # retrieved: an unused result's error is not worth a warning
 
 
-Send = Callable[[dict], Awaitable[None]]
+@dataclass(frozen=True, slots=True)
+class TurnServices:
+    """The collaborators a turn calls, each behind its seam."""
+
+    turns: TurnStore
+    memory: LongTermMemory
+    embedder: Embedder
+    generator: Generator
+    search: SearchStep
+    metrics: Metrics
+    bus: EventBus  # where TurnCompleted goes (the memory flush listens)
+    limiter: TurnLimiter | None = None  # None: no rate or concurrency limits
 
 
-@dataclass
-class TurnControl:
-    """Lets a transport stop a running turn: the reply so far is kept and the turn ends as stopped."""
+@dataclass(frozen=True, slots=True)
+class TurnSettings:
+    """What the configuration fixes for every turn."""
 
-    task: asyncio.Task | None = None
-    stopped: bool = False
-    released: bool = False  # the session is free again (set before the end frame goes out)
-    limit_key: str | None = None  # who the turn counts against in the TurnLimiter
-
-    def stop(self) -> None:
-        self.stopped = True
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+    persona: str
+    params: GenerationParams  # the server's sampling; a request may override it for its turn
+    retrieval_timeout: float  # embedding, and memory retrieval: past it the turn goes on without memories
+    search_timeout: float  # past it the turn goes on without search
 
 
-@dataclass
-class TurnTiming:
-    """perf_counter() marks of one turn, for the overhead metric and benchmarks."""
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """Observation points for tests and benchmarks (for example, the prompts that were built)."""
 
-    received: float
-    generator_called: float | None = None
-    last_token: float | None = None
-    end_sent: float | None = None
-    phases: dict[str, float] = field(default_factory=dict)  # seconds per step before generation
-
-    def mark(self, phase: str) -> None:
-        now = time.perf_counter()
-        self.phases[phase] = now - self._last
-        self._last = now
-
-    def __post_init__(self) -> None:
-        self._last = self.received
-
-    @property
-    def before_generation(self) -> float | None:
-        return None if self.generator_called is None else self.generator_called - self.received
-
-    @property
-    def after_generation(self) -> float | None:
-        return None if self.end_sent is None or self.last_token is None else self.end_sent - self.last_token
-
-
-@dataclass
-class TurnResult:
-    session: str
-    namespace: str
-    turn_id: str
-    text: str
-    status: str  # complete | interrupted
-    memories: list[int]
-    usage: Usage
-    search: SearchOutcome | None = None
-    prompt: BuiltPrompt | None = field(default=None, repr=False)
-    timing: TurnTiming | None = None
+    on_prompt: Callable[[BuiltPrompt], None] | None = None
+    on_turn: Callable[[TurnResult], None] | None = None
 
 
 class ChatService:
-    def __init__(self, *, turns: TurnStore, memory: LongTermMemory, embedder: Embedder, generator: Generator,
-                 search: SearchStep, persona: str, params: GenerationParams, metrics: Metrics, bus: EventBus,
-                 retrieval_timeout: float, search_timeout: float,
-                 on_prompt: Callable[[BuiltPrompt], None] | None = None,
-                 on_turn: Callable[[TurnResult], None] | None = None, limiter: TurnLimiter | None = None):
-        self.turns = turns
-        self.memory = memory
-        self.embedder = embedder
-        self.generator = generator
-        self.search = search
-        self.persona = persona
-        self.params = params
-        self.metrics = metrics
-        self.bus = bus
-        self.retrieval_timeout = retrieval_timeout
-        self.search_timeout = search_timeout
-        self.on_prompt = on_prompt
-        self.on_turn = on_turn
-        self.limiter = limiter
-        self.prompts = PromptBuilder(generator.count_tokens, generator.context_window, params.max_new_tokens)
+    def __init__(self, services: TurnServices, settings: TurnSettings, hooks: Hooks | None = None):
+        self.services = services
+        self.settings = settings
+        self.hooks = hooks or Hooks()
+        generator = services.generator
+        self.prompts = PromptBuilder(generator.count_tokens, generator.context_window, settings.params.max_new_tokens)
         self._active: dict[str, TurnControl] = {}
         self.closing = False
-        bus.subscribe(TurnCompleted, memory.on_turn_completed)
+        services.bus.subscribe(TurnCompleted, services.memory.on_turn_completed)
 
     @property
     def active_turns(self) -> int:
@@ -147,9 +109,10 @@ class ChatService:
         if session in self._active:
             raise ClientError("turn_in_progress", "a turn is already streaming on this session", 409)
         control = self._active[session] = TurnControl()
-        if limit_key is not None and self.limiter is not None:
+        limiter = self.services.limiter
+        if limit_key is not None and limiter is not None:
             try:
-                await self.limiter.admit(limit_key)
+                await limiter.admit(limit_key)
             except BaseException:
                 del self._active[session]
                 raise
@@ -162,19 +125,37 @@ class ChatService:
         control.released = True
         if self._active.get(session) is control:
             del self._active[session]
-        if control.limit_key is not None and self.limiter is not None:
-            self.limiter.release(control.limit_key)
+        if control.limit_key is not None and self.services.limiter is not None:
+            self.services.limiter.release(control.limit_key)
+
+    async def session_owner(self, session: str) -> str | None:
+        """The namespace a stored session belongs to; None when there is no such session."""
+        return await self.services.turns.session_namespace(session)
+
+    async def history(self, session: str) -> list[TurnRecord]:
+        return await self.services.turns.history(session)
+
+    async def forget(self, session: str, namespace: str) -> int:
+        """Delete a stored session and the memories made of it; return how many memories went.
+
+        Refused (turn_in_progress) while a turn streams on the session: it would write into what is deleted.
+        """
+        control = await self.claim(session)
+        try:
+            return await self.services.memory.forget(session, namespace)
+        finally:
+            self.release(session, control)
 
     async def run_turn(self, event: TurnReceived, send: Send, control: TurnControl,
                        params: GenerationParams | None = None) -> TurnResult:
-        """Run one turn, sending its frames to `send`; `params` overrides the server's sampling settings."""
+        """Run one turn, sending its events to `send`; `params` overrides the server's sampling settings."""
         if control.task is None:
             control.task = asyncio.current_task()
-        self.metrics.active_turns.inc()
+        self.services.metrics.active_turns.inc()
         try:
-            return await self._run(event, send, control, params or self.params)
+            return await self._run(event, send, control, params or self.settings.params)
         finally:
-            self.metrics.active_turns.dec()
+            self.services.metrics.active_turns.dec()
             self.release(event.session, control)
 
     async def _run(self, event: TurnReceived, send: Send, control: TurnControl,
@@ -201,7 +182,7 @@ class ChatService:
         timing = TurnTiming(event.received_at)
         timing.mark("persist")
         try:
-            await send({"type": "start", "turn": record.id})
+            await send(TurnStarted(record.id))
             prompt, search = await self._prepare(event, send, timing, embedding, buffer)
             await self._stream(prompt, params, usage, pieces, send, timing)
         except asyncio.CancelledError:
@@ -226,15 +207,15 @@ class ChatService:
         result = TurnResult(event.session, event.namespace, record.id, "".join(pieces), status,
                             prompt.memory_ids if prompt else [], usage, search, prompt, timing)
         await self._end(event, result, control, send)
-        if self.on_turn is not None:
-            self.on_turn(result)
+        if self.hooks.on_turn is not None:
+            self.hooks.on_turn(result)
         return result
 
     async def _begin(self, event: TurnReceived) -> TurnRecord:
         if event.stateless:  # a record only for the turn's id: nothing of it is kept
             return TurnRecord(uuid.uuid4().hex, event.session, 0, event.text, None, "pending", time.time())
         try:
-            return await self.turns.begin_turn(event.session, event.namespace, event.text)
+            return await self.services.turns.begin_turn(event.session, event.namespace, event.text)
         except PermissionError as exc:
             raise ClientError("forbidden", str(exc), 403) from exc
         except StoreUnavailable as exc:
@@ -243,7 +224,7 @@ class ChatService:
     async def _buffer(self, event: TurnReceived) -> list[TurnRecord]:
         if event.stateless:
             return list(event.sent_history)
-        return await self.turns.buffer(event.session)
+        return await self.services.turns.buffer(event.session)
 
     async def _prepare(self, event: TurnReceived, send: Send, timing: TurnTiming, embedding: asyncio.Future,
                        buffer_read: asyncio.Future) -> tuple[BuiltPrompt, SearchOutcome | None]:
@@ -261,87 +242,87 @@ class ChatService:
                 self._retrieve(event.namespace, vector), self._search(event.text, vector, buffer))
         timing.mark("retrieve_and_search")
         if search is not None and search.query:
-            await send({"type": "search", "query": search.query, "summary": search.summary or "",
-                        "sources": search.sources, **({"skipped": search.skipped} if search.skipped else {})})
-        prompt = self.prompts.build(PromptParts(self.persona, event.text, memories, knowledge, search, buffer))
+            await send(SearchReported(search.query, search.summary or "", tuple(search.sources), search.skipped))
+        prompt = self.prompts.build(PromptParts(self.settings.persona, event.text, memories, knowledge, search,
+                                                buffer))
         timing.mark("prompt")
         for phase, seconds in timing.phases.items():
-            self.metrics.phases.labels(phase=phase).observe(seconds)
-        if self.on_prompt is not None:
-            self.on_prompt(prompt)
+            self.services.metrics.phases.labels(phase=phase).observe(seconds)
+        if self.hooks.on_prompt is not None:
+            self.hooks.on_prompt(prompt)
         return prompt, search
 
     async def _embed(self, text: str) -> np.ndarray | None:
         try:
-            async with asyncio.timeout(self.retrieval_timeout):
-                return (await self.embedder.embed([text]))[0]
+            async with asyncio.timeout(self.settings.retrieval_timeout):
+                return (await self.services.embedder.embed([text]))[0]
         except Exception as exc:  # memory is an enhancement: the turn goes on without it
             log.warning("embedding skipped", error=repr(exc))
             return None
 
     async def _retrieve(self, namespace: str, vector: np.ndarray) -> tuple[list[Hit], list[Hit]]:
         try:
-            async with asyncio.timeout(self.retrieval_timeout):
-                return await self.memory.retrieve(namespace, vector)
+            async with asyncio.timeout(self.settings.retrieval_timeout):
+                return await self.services.memory.retrieve(namespace, vector)
         except Exception as exc:
             log.warning("retrieval skipped", error=repr(exc))
             return [], []
 
     def _search_known(self, vector: np.ndarray) -> SearchOutcome | None:
         """The search step's outcome where it is known without I/O (disabled, not needed)."""
-        outcome = self.search.precheck(vector)  # never raises, like `run`
+        outcome = self.services.search.precheck(vector)  # never raises, like `run`
         if outcome is not None:
-            self.metrics.search.labels(outcome=outcome.skipped or "none").inc()
+            self.services.metrics.search.labels(outcome=outcome.skipped or "none").inc()
         return outcome
 
     async def _search(self, text: str, vector: np.ndarray, recent: list[TurnRecord]) -> SearchOutcome:
         try:
-            async with asyncio.timeout(self.search_timeout):
-                outcome = await self.search.run(text, vector, recent)
+            async with asyncio.timeout(self.settings.search_timeout):
+                outcome = await self.services.search.run(text, vector, recent)
         except TimeoutError:
             outcome = SearchOutcome(skipped="timeout")
         except Exception as exc:
             log.warning("search failed", error=repr(exc))
             outcome = SearchOutcome(skipped="error")
-        self.metrics.search.labels(outcome="used" if outcome.used else (outcome.skipped or "none")).inc()
+        self.services.metrics.search.labels(outcome="used" if outcome.used else (outcome.skipped or "none")).inc()
         return outcome
 
     async def _stream(self, prompt: BuiltPrompt, params: GenerationParams, usage: Usage, pieces: list[str],
                       send: Send, timing: TurnTiming) -> None:
+        metrics = self.services.metrics
         await failpoint("generate.before")
         timing.generator_called = time.perf_counter()
-        self.metrics.overhead.labels(phase="before_generation").observe(timing.before_generation)
-        stream = self.generator.stream(prompt.messages, params, usage)
+        metrics.overhead.labels(phase="before_generation").observe(timing.before_generation)
+        stream = self.services.generator.stream(prompt.messages, params, usage)
         async with contextlib.aclosing(stream):
             async for delta in stream:
                 if not pieces:
-                    self.metrics.ttft.observe(time.perf_counter() - timing.received)
+                    metrics.ttft.observe(time.perf_counter() - timing.received)
                 pieces.append(delta)
-                await send({"type": "token", "text": delta})
+                await send(TokenDelta(delta))
                 timing.last_token = time.perf_counter()
 
     async def _end(self, event: TurnReceived, result: TurnResult, control: TurnControl, send: Send) -> None:
-        self.metrics.generation_tokens.inc(result.usage.completion_tokens)
-        self.metrics.prompt_tokens.inc(result.usage.prompt_tokens)
-        end = {"type": "end", "turn": result.turn_id, "text": result.text, "memories": result.memories,
-               "usage": result.usage.as_dict()}
-        if result.status != "complete":
-            end["stopped"] = True
+        metrics = self.services.metrics
+        metrics.generation_tokens.inc(result.usage.completion_tokens)
+        metrics.prompt_tokens.inc(result.usage.prompt_tokens)
+        end = TurnEnded(result.turn_id, result.text, tuple(result.memories), result.usage,
+                        stopped=result.status != "complete")
         # free the session first: a client may send its next message the moment it reads `end`
         self.release(event.session, control)
         await send(end)
         result.timing.end_sent = time.perf_counter()
         if result.timing.after_generation is not None:
-            self.metrics.overhead.labels(phase="after_generation").observe(result.timing.after_generation)
+            metrics.overhead.labels(phase="after_generation").observe(result.timing.after_generation)
 
     async def _finish(self, record: TurnRecord, event: TurnReceived, text: str, status: str) -> None:
         if event.stateless:  # nothing was stored, so there is nothing to record or flush
-            self.metrics.turns.labels(status=status).inc()
+            self.services.metrics.turns.labels(status=status).inc()
             return
         # shielded: a cancelled turn must still record what it produced
-        await asyncio.shield(self.turns.finish_turn(record.id, text, status))
-        self.metrics.turns.labels(status=status).inc()
-        self.bus.publish(TurnCompleted(event.session, event.namespace, record.id, status))
+        await asyncio.shield(self.services.turns.finish_turn(record.id, text, status))
+        self.services.metrics.turns.labels(status=status).inc()
+        self.services.bus.publish(TurnCompleted(event.session, event.namespace, record.id, status))
 
     async def drain(self, grace: float) -> None:
         """Stop taking turns, let running ones finish for `grace` seconds, then interrupt the rest."""
@@ -354,4 +335,4 @@ class ChatService:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=5)
-        await self.bus.drain(max(1.0, deadline - time.monotonic()))
+        await self.services.bus.drain(max(1.0, deadline - time.monotonic()))

@@ -20,12 +20,6 @@ class ClientError(Exception):
         self.retry_after = retry_after
         self.param = param  # the request field at fault, as OpenAI's errors name it
 
-    def frame(self) -> dict:
-        frame = {"type": "error", "code": self.code, "message": self.message}
-        if self.retry_after is not None:
-            frame["retry_after"] = self.retry_after
-        return frame
-
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 409: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error"}

@@ -76,3 +76,13 @@ class LongTermMemory:
         """Finish flushes that a crash interrupted before their commit."""
         for session in await self.turns.sessions_needing_flush(self.flush_every):
             await self.flush(session)
+
+    async def forget(self, session: str, namespace: str) -> int:
+        """Delete a session's turns and the memories made of them; return how many memories went.
+
+        The caller keeps turns off the session meanwhile; the index refresh drops the deleted memories
+        from what `retrieve` can find.
+        """
+        removed = await self.turns.forget_session(session)
+        await self.vectors.refresh(namespace)
+        return removed

@@ -1,4 +1,5 @@
-"""Validation of client frames on the websocket: every problem becomes a ClientError with a stable code."""
+"""The websocket's JSON frames: client frames validated (every problem becomes a ClientError with a stable
+code), and turn events encoded as the server's frames (README "Protocol")."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 import orjson
 
 from server.errors import ClientError
+from server.turn_events import SearchReported, TokenDelta, TurnEnded, TurnEvent, TurnFailed, TurnStarted
 
 MAX_SESSION_CHARS = 128
 
@@ -59,3 +61,38 @@ def parse_frame(raw: str, max_chars: int) -> ChatFrame | CancelFrame:
     if not isinstance(kind, str):
         raise ClientError("invalid_frame", "'type' must be a string")
     raise ClientError("unknown_type", "unknown frame type; expected 'chat' or 'cancel'")
+
+
+def encode(event: TurnEvent) -> bytes:
+    """A turn event as the text frame the websocket sends; key order and optional keys are part of the protocol."""
+    return orjson.dumps(_frame(event))
+
+
+def _frame(event: TurnEvent) -> dict:
+    match event:
+        case TokenDelta():  # first: nearly every frame is one
+            return {"type": "token", "text": event.text}
+        case TurnStarted():
+            return {"type": "start", "turn": event.turn}
+        case SearchReported():
+            frame = {"type": "search", "query": event.query, "summary": event.summary, "sources": event.sources}
+            if event.skipped:
+                frame["skipped"] = event.skipped
+            return frame
+        case TurnEnded():
+            frame = {"type": "end", "turn": event.turn, "text": event.text, "memories": event.memories,
+                     "usage": event.usage.as_dict()}
+            if event.stopped:
+                frame["stopped"] = True
+            return frame
+        case TurnFailed():
+            frame = {"type": "error", "code": event.code, "message": event.message}
+            if event.retry_after is not None:
+                frame["retry_after"] = event.retry_after
+            return frame
+    raise TypeError(f"not a turn event: {event!r}")
+
+
+def error_event(err: ClientError) -> TurnFailed:
+    """A ClientError as the websocket reports it, in-band."""
+    return TurnFailed(err.code, err.message, err.retry_after)

@@ -22,12 +22,19 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({
         "status": "draining" if chat.closing else "ok",
         "uptime_s": round(time.monotonic() - app[k.STARTED], 1),
-        "backend": chat.generator.name,
+        "backend": chat.services.generator.name,
         "store": settings.store.value,
         "search": settings.search_provider.value,
         "active_turns": chat.active_turns,
         "connections": len(app[k.CONNECTIONS]),
+        **_engine_status(chat.services.generator),
     })
+
+
+def _engine_status(generator) -> dict:
+    """An in-process engine (vllm) reports the device it serves on and its requests."""
+    status = getattr(generator, "status", None)
+    return {"engine": status()} if callable(status) else {}
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -37,7 +44,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def _owned_session(request: web.Request) -> tuple[str, str]:
     session = valid_session_id(request.match_info["session"])
-    owner = await request.app[k.CHAT].turns.session_namespace(session)
+    owner = await request.app[k.CHAT].session_owner(session)
     if owner is None:
         raise ClientError("not_found", "no such session", 404)
     if owner != namespace_for(request.get(k.USER), session):
@@ -47,7 +54,7 @@ async def _owned_session(request: web.Request) -> tuple[str, str]:
 
 async def history(request: web.Request) -> web.Response:
     session, _ = await _owned_session(request)
-    turns = await request.app[k.CHAT].turns.history(session)
+    turns = await request.app[k.CHAT].history(session)
     return web.json_response({"session": session, "turns": [
         {"turn": t.id, "seq": t.seq, "user": t.user_text, "response": t.response, "status": t.status,
          "created": t.created} for t in turns]})
@@ -55,13 +62,7 @@ async def history(request: web.Request) -> web.Response:
 
 async def forget(request: web.Request) -> web.Response:
     session, namespace = await _owned_session(request)
-    chat = request.app[k.CHAT]
-    control = await chat.claim(session)  # refuses while a turn is streaming on the session
-    try:
-        removed = await chat.turns.forget_session(session)
-        await chat.memory.vectors.refresh(namespace)
-    finally:
-        chat.release(session, control)
+    removed = await request.app[k.CHAT].forget(session, namespace)  # refused while a turn streams on it
     return web.json_response({"session": session, "forgotten": True, "memories_removed": removed})
 
 

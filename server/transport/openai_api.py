@@ -37,6 +37,7 @@ from server.logs import get_logger
 from server.protocols import GenerationParams, TurnRecord
 from server.transport.frames import MAX_SESSION_CHARS, valid_session_id, valid_text
 from server.transport.identity import namespace_for
+from server.turn_events import TokenDelta, TurnEvent, TurnStarted
 
 log = get_logger(__name__)
 
@@ -242,7 +243,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     history = _sent_history(req, session) if caller.stateless else None
     event = TurnReceived(session, caller.namespace, text, received_at, history)
     control = await chat.claim(session, caller.limit_key)
-    params = _params(req, chat.params)
+    params = _params(req, chat.settings.params)
     try:
         if not req.stream:
             result = await chat.run_turn(event, _discard, control, params)
@@ -263,13 +264,15 @@ async def _stream(request: web.Request, chat, event: TurnReceived, control, para
                   include_usage: bool) -> web.StreamResponse:
     sse = _SSE(request, f"chatcmpl-{uuid.uuid4().hex}", model, include_usage)
 
-    async def send(frame: dict) -> None:
-        if frame["type"] == "start":
-            sse.base["id"] = f"chatcmpl-{frame['turn']}"
-        elif frame["type"] == "token":
-            # headers go out with the first token, so a turn that fails before it gets a real HTTP status
-            await sse.open()
-            await sse.choice({"content": frame["text"]})
+    async def send(event: TurnEvent) -> None:
+        # search reports have no place in OpenAI's chunks; the end is written from the turn's result
+        match event:
+            case TurnStarted(turn=turn):
+                sse.base["id"] = f"chatcmpl-{turn}"
+            case TokenDelta(text=text):
+                # headers go out with the first token, so a turn that fails before it gets a real HTTP status
+                await sse.open()
+                await sse.choice({"content": text})
 
     try:
         result = await chat.run_turn(event, send, control, params)
@@ -307,8 +310,8 @@ async def _end_with_error(sse: _SSE, err: ClientError) -> None:
         pass
 
 
-async def _discard(frame: dict) -> None:
-    """A whole completion is answered at once: the turn's frames have nowhere to go."""
+async def _discard(event: TurnEvent) -> None:
+    """A whole completion is answered at once: the turn's events have nowhere to go."""
 
 
 def _finish_reason(result, params: GenerationParams) -> str:
@@ -322,7 +325,7 @@ def _model_card(request: web.Request) -> dict:
     started = int(time.time() - (time.monotonic() - app[k.STARTED]))
     return {"id": served_model(request), "object": "model", "created": started, "owned_by": "dongpo-chat",
             # vLLM's field: lets a client (e.g. our own openai backend) budget its prompts
-            "max_model_len": app[k.CHAT].generator.context_window}
+            "max_model_len": app[k.CHAT].services.generator.context_window}
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -14,8 +14,10 @@ import asyncio
 import contextlib
 from collections import deque
 
-import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
+
+from server.transport.frames import encode
+from server.turn_events import TokenDelta, TurnEvent
 
 SLOW_CLIENT_REASON = b"client is not reading; the turn was cancelled"
 # Frames up to this size are written without a writer task when the socket is idle; with per-message
@@ -34,7 +36,7 @@ class Outbox:
         self.transport = transport
         self.send_timeout = send_timeout
         self.max_pending = max_pending_bytes
-        # items are encoded frames (bytes), or a list of token texts still open to merging
+        # items are encoded frames (bytes), or a list of TokenDelta texts still open to merging
         self._queue: deque[bytes | list[str]] = deque()
         self._pending = 0
         self._writer: asyncio.Task | None = None
@@ -42,13 +44,13 @@ class Outbox:
         self._room.set()
         self.failed: BaseException | None = None
 
-    async def send(self, frame: dict) -> None:
+    async def send(self, event: TurnEvent) -> None:
         if self.failed is not None:
             raise ClientTooSlow("the client stopped reading") from self.failed
         if self._idle():
             # Nothing is queued and the socket has taken everything so far: the frame goes straight to the
             # kernel, without a writer task and a timer (most token frames, as long as the client keeps up).
-            data = orjson.dumps(frame)
+            data = encode(event)
             if len(data) <= _DIRECT_MAX:
                 try:
                     await self.ws.send_frame(data, WSMsgType.TEXT)
@@ -57,15 +59,15 @@ class Outbox:
                 return
             self._queue.append(data)
             self._pending += len(data)
-        elif frame.get("type") == "token" and len(frame) == 2:
-            text = frame["text"]
+        elif isinstance(event, TokenDelta):
+            text = event.text
             if self._queue and isinstance(self._queue[-1], list):
                 self._queue[-1].append(text)
             else:
                 self._queue.append([text])
             self._pending += len(text)
         else:
-            data = orjson.dumps(frame)
+            data = encode(event)
             self._queue.append(data)
             self._pending += len(data)
         if self._writer is None or self._writer.done():
@@ -89,7 +91,7 @@ class Outbox:
                 item = self._queue.popleft()
                 if isinstance(item, list):
                     text = "".join(item)
-                    data = orjson.dumps({"type": "token", "text": text})
+                    data = encode(TokenDelta(text))
                     self._pending -= len(text)
                 else:
                     data = item

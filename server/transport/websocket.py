@@ -8,14 +8,16 @@ import time
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from server.chat import ChatService, TurnControl
+from server.chat import ChatService
 from server.errors import ClientError
 from server.events import TurnReceived
 from server.keys import CHAT, CONNECTIONS, METRICS, SETTINGS, USER
 from server.logs import get_logger
-from server.transport.frames import CancelFrame, ChatFrame, parse_frame
+from server.transport.frames import CancelFrame, ChatFrame, error_event, parse_frame
 from server.transport.identity import namespace_for
 from server.transport.outbox import Outbox
+from server.turn_events import TurnEvent
+from server.turn_state import TurnControl
 
 log = get_logger(__name__)
 
@@ -33,13 +35,13 @@ class Connection:
         self.outbox = Outbox(ws, send_timeout, transport=transport)
         self.turn: tuple[str, TurnControl] | None = None
 
-    async def send(self, frame: dict) -> None:
-        await self.outbox.send(frame)
+    async def send(self, event: TurnEvent) -> None:
+        await self.outbox.send(event)
 
     async def send_error(self, error: ClientError) -> None:
         self.metrics.errors.labels(code=error.code).inc()
         with contextlib.suppress(ConnectionError):
-            await self.send(error.frame())
+            await self.send(error_event(error))
 
     async def handle_text(self, raw: str, received_at: float) -> None:
         try:
@@ -87,6 +89,11 @@ class Connection:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await self.outbox.flush()
+
+    async def shutdown(self) -> None:
+        """The server is stopping and its turns have drained: their last frames go out, then a close that says why."""
+        await self.outbox.flush()
+        await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
 
 class _ExplainedWebSocket(web.WebSocketResponse):

@@ -91,7 +91,7 @@ async def test_a_failure_after_tokens_ends_the_turn_with_an_error_frame_and_keep
         assert retried.end is not None and retried.end["text"] == "Hello from the endpoint."
         assert [f["type"] for f in retried.frames].count("error") == 0
         assert len(scripted.requests) == 3
-    records = relay_to_scripted.call(relay_to_scripted.app[CHAT].turns.history(session))
+    records = relay_to_scripted.call(relay_to_scripted.app[CHAT].history(session))
     assert [(r.response, r.status) for r in records] == [("Half a reply", "failed"),
                                                          ("Hello from the endpoint.", "complete")]
 
@@ -126,7 +126,7 @@ async def test_an_api_client_that_goes_away_mid_stream_stops_the_generation_upst
     assert scripted.requests[0].disconnected, "the relay closed its upstream stream when its client left"
     chat = relay_to_scripted.app[CHAT]
     for _ in range(100):
-        (record,) = relay_to_scripted.call(chat.turns.history(f"api:{user}"))
+        (record,) = relay_to_scripted.call(chat.history(f"api:{user}"))
         if record.status != "pending":
             break
         await asyncio.sleep(0.05)

@@ -25,7 +25,7 @@ def client(server) -> openai.AsyncOpenAI:
 
 
 def history(server, session: str):
-    return server.call(server.app[CHAT].turns.history(session))
+    return server.call(server.app[CHAT].history(session))
 
 
 def prompt_for(server, text: str):
@@ -228,8 +228,8 @@ async def test_with_server_tokens_the_token_names_the_user_whatever_the_user_fie
         await oai.chat.completions.create(model=token_server.model, user="mallory",
                                           messages=[{"role": "user", "content": "Who am I?"}])
     chat = token_server.app[CHAT]
-    assert token_server.call(chat.turns.session_namespace("api:alice")) == "user:alice"
-    assert token_server.call(chat.turns.session_namespace("api:mallory")) is None
+    assert token_server.call(chat.session_owner("api:alice")) == "user:alice"
+    assert token_server.call(chat.session_owner("api:mallory")) is None
     async with openai.AsyncOpenAI(base_url=f"{token_server.url}/v1", api_key="wrong", max_retries=0) as stranger:
         with pytest.raises(openai.AuthenticationError):
             await stranger.chat.completions.create(model=token_server.model,

@@ -67,7 +67,7 @@ async def test_a_question_gets_a_search_frame_with_summary_and_sources_before_th
     system = system_prompt(server)
     fenced = system[system.index(UNTRUSTED_OPEN):system.index(UNTRUSTED_CLOSE)]
     assert search["summary"][:40] in fenced and fake_web.page_url("/deadlift") in fenced
-    stats = server.app[CHAT].search.stats
+    stats = server.app[CHAT].services.search.stats
     assert stats["summary_fallback_ungrounded"] + stats["summary_fallback_timeout"] + stats["summary_generator"] \
         >= 1, f"the configured generator was asked for the summary: {dict(stats)}"
     assert turn.end["text"] == "".join(turn.tokens)

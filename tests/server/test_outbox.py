@@ -7,7 +7,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from server.protocols import Usage
 from server.transport.outbox import Outbox
+from server.turn_events import TokenDelta, TurnEnded
 
 TOKENS = [f"<{i:06d}:" + "x" * 1000 + ">" for i in range(20000)]
 
@@ -30,9 +32,9 @@ async def test_tokens_reach_a_client_in_order_and_merge_while_it_is_not_reading(
         await ws.prepare(request)
         outbox = Outbox(ws, transport=request.transport, max_pending_bytes=1 << 30)
         for text in TOKENS:
-            await outbox.send({"type": "token", "text": text})
+            await outbox.send(TokenDelta(text))
             writer_after_first.append(outbox._writer)
-        await outbox.send({"type": "end"})
+        await outbox.send(TurnEnded("t", "", (), Usage()))
         await outbox.flush()
         await ws.receive()
         return ws
