@@ -232,14 +232,15 @@ class ChatService:
         timing.mark("embed")
         buffer = await buffer_read  # read while the message was embedded: this is only what is left of it
         timing.mark("buffer")
+        await failpoint("turn.before_retrieve")  # tests widen the window in which a flush can commit
         if vector is None:  # memory and search are enhancements: the turn goes on without them
             search, memories, knowledge = None, [], []
         elif (search := self._search_known(vector)) is not None:
             # nothing to overlap: no tasks, so no extra trips through a busy event loop
-            memories, knowledge = await self._retrieve(event.namespace, vector)
+            memories, knowledge = await self._retrieve(event.namespace, vector, buffer)
         else:  # a real search runs while memories are retrieved
             (memories, knowledge), search = await asyncio.gather(
-                self._retrieve(event.namespace, vector), self._search(event.text, vector, buffer))
+                self._retrieve(event.namespace, vector, buffer), self._search(event.text, vector, buffer))
         timing.mark("retrieve_and_search")
         if search is not None and search.query:
             await send(SearchReported(search.query, search.summary or "", tuple(search.sources), search.skipped))
@@ -260,10 +261,11 @@ class ChatService:
             log.warning("embedding skipped", error=repr(exc))
             return None
 
-    async def _retrieve(self, namespace: str, vector: np.ndarray) -> tuple[list[Hit], list[Hit]]:
+    async def _retrieve(self, namespace: str, vector: np.ndarray,
+                        buffer: list[TurnRecord]) -> tuple[list[Hit], list[Hit]]:
         try:
             async with asyncio.timeout(self.settings.retrieval_timeout):
-                return await self.services.memory.retrieve(namespace, vector)
+                return await self.services.memory.retrieve(namespace, vector, buffer)
         except Exception as exc:
             log.warning("retrieval skipped", error=repr(exc))
             return [], []

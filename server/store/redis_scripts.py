@@ -21,9 +21,9 @@ Keys (prefix P = REDIS_PREFIX):
 
 Every script is idempotent when retried after a lost reply: begin_turn is keyed by a turn id made by
 the caller, finish_turn only moves a turn out of pending, commit_flush compares-and-sets the
-watermark, knowledge compares digests, compaction folds by document id and trims only what it has
-folded. Keys are built inside the scripts, which Redis Cluster forbids; a single Redis (with
-replicas / Sentinel) is the supported deployment.
+watermark (and checks that the session still holds the planned turns), knowledge compares digests,
+compaction folds by document id and trims only what it has folded. Keys are built inside the scripts,
+which Redis Cluster forbids; a single Redis (with replicas / Sentinel) is the supported deployment.
 """
 
 BEGIN_TURN = """
@@ -97,6 +97,9 @@ local P, sid, ns, after, upto, now, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV
 local skey = P .. 's:' .. sid
 local flushed = redis.call('HGET', skey, 'flushed')
 if not flushed or tonumber(flushed) ~= tonumber(after) then return false end
+-- a session forgotten and recreated since the plan has the same watermark but new turns: the planned
+-- ones went with the forget
+if redis.call('HGET', P .. 't:' .. ARGV[5 + 3 * n], 'session') ~= sid then return false end
 local log, nsh, ids = P .. 'log:' .. ns, redis.sha1hex(ns), {}
 for i = 0, n - 1 do
   local tid, text, emb = ARGV[8 + 3 * i], ARGV[9 + 3 * i], ARGV[10 + 3 * i]

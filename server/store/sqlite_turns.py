@@ -149,6 +149,8 @@ class SqliteTurnStore:
             # power loss, at the cost of an fsync per commit.
             con.execute(f"PRAGMA synchronous={self.synchronous}")
             con.execute("PRAGMA busy_timeout=5000")
+            # a forgotten turn must not stay readable in the free space of the pages it was deleted from
+            con.execute("PRAGMA secure_delete=ON")
             con.executescript(SCHEMA)
             self._log_heads.update(con.execute("SELECT namespace, MAX(seq) FROM doc_log GROUP BY namespace"))
             self._con = con
@@ -227,7 +229,7 @@ class SqliteTurnStore:
 
         def work(con):
             row = con.execute("SELECT flushed_seq FROM sessions WHERE id = ?", (plan.session,)).fetchone()
-            if row is None or row[0] != plan.after_seq:
+            if row is None or row[0] != plan.after_seq or not self._holds(con, plan):
                 return None  # someone else flushed (or forgot) this session meanwhile
             docs = []
             for turn, vector in zip(plan.turns, embeddings, strict=True):
@@ -246,6 +248,13 @@ class SqliteTurnStore:
 
         return await self._transaction(work)
 
+    @staticmethod
+    def _holds(con, plan: FlushPlan) -> bool:
+        """Whether the session still holds the planned turns. A forgotten session recreated since then
+        has the same id and watermark, but new turns: its old ones went with the forget."""
+        return con.execute("SELECT 1 FROM turns WHERE id = ? AND session = ?",
+                           (plan.turns[-1].id, plan.session)).fetchone() is not None
+
     async def sessions_needing_flush(self, every: int) -> list[str]:
         sql = """SELECT s.id FROM sessions s JOIN turns t ON t.session = s.id
                  WHERE t.status = 'complete' AND t.seq > s.flushed_seq
@@ -262,7 +271,11 @@ class SqliteTurnStore:
                 con.execute(f"DELETE FROM {table} WHERE {column} = ?", (session,))
             return len(docs)
 
-        return await self._transaction(work)
+        removed = await self._transaction(work)
+        # the WAL still holds earlier versions of the deleted pages: fold it into the database (whose pages
+        # secure_delete has zeroed) and empty it
+        await self._run(lambda con: con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+        return removed
 
     def _log(self, con, namespace: str, op: str, doc_ids: Sequence[int]) -> None:
         for doc_id in doc_ids:

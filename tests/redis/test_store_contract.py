@@ -4,8 +4,8 @@ the pipeline sees through the seam (buffer, flush, log, forget, knowledge) must 
 import numpy as np
 import pytest
 
-from server.memory.faiss_index import FaissVectorStore
 from server.protocols import KNOWLEDGE_NAMESPACE
+from server.store.faiss_index import FaissVectorStore
 from server.store.sqlite_turns import SqliteTurnStore
 
 pytestmark = pytest.mark.redis
@@ -118,3 +118,21 @@ async def test_knowledge_files_are_replaced_by_digest_and_dropped(store):
     await store.drop_knowledge("faq.md")
     assert await store.knowledge_sources() == {}
     assert await index.search(KNOWLEDGE_NAMESPACE, second[0], 5) == []
+
+
+async def test_a_flush_planned_before_a_forget_never_commits_into_the_recreated_session(store):
+    await complete_turns(store, "again", [f"forgotten secret {i}" for i in range(5)])
+    stale = await store.plan_flush("again", 5)  # a background flush, embedding while the user forgets
+    assert await store.forget_session("again") == 0
+    fresh = await complete_turns(store, "again", [f"new start {i}" for i in range(5)])
+
+    assert await store.commit_flush(stale, unit_vectors(5, seed=5)) is None
+    assert [t.id for t in await store.buffer("again")] == [t.id for t in fresh]
+    assert await store.sessions_needing_flush(5) == ["again"]
+    plan = await store.plan_flush("again", 5)
+    assert (plan.after_seq, [t.id for t in plan.turns]) == (0, [t.id for t in fresh])
+    docs = await store.commit_flush(plan, unit_vectors(5, seed=6))
+    assert [d.text for d in docs] == [t.pair_text for t in plan.turns]
+    assert await store.flush_count("again") == 1
+    log = await store.log_since("session:again", None)
+    assert [e.doc.text for e in log] == [t.pair_text for t in plan.turns]

@@ -4,6 +4,7 @@ import aiohttp
 import httpx
 import pytest
 
+from server import failpoints
 from server.app import Hooks
 from tests.server.conftest import make_settings
 from tests.support.client import connect
@@ -101,3 +102,24 @@ async def test_forgetting_a_session_removes_its_memories_from_retrieval(memory_s
         again = await client.turn(session, "where is the treasure buried?")
     assert again.end["memories"] == []
     assert documents(memory_server.data_dir, session) == []
+
+
+async def test_a_flush_committing_while_a_turn_is_prepared_never_puts_a_turn_in_its_prompt_twice(memory_server,
+                                                                                                 monkeypatch):
+    session, question = "memory-race", "Which locker did I say was mine?"
+    facts = [f"race fact {i}: my locker is number {i}{i}{i} in the east hall" for i in range(5)]
+    async with aiohttp.ClientSession() as http:
+        client = await connect(http, memory_server.ws_url)
+        for text in facts[:4]:
+            assert (await client.turn(session, text)).end is not None
+        # the fifth turn's flush commits a little late: after the next turn has read its buffer (turns 1-5),
+        # and, with that turn held before retrieval, before it retrieves
+        monkeypatch.setitem(failpoints._ARMED, "flush.before_commit", "sleep:0.5")
+        assert (await client.turn(session, facts[4])).end is not None
+        monkeypatch.setitem(failpoints._ARMED, "turn.before_retrieve", "sleep:3")
+        sixth = await client.turn(session, question)
+    assert len(documents(memory_server.data_dir, session)) == 5  # the flush did commit meanwhile
+    prompt = next(p for p in memory_server.prompts if p.messages[-1].content == question)
+    text = "\n".join(m.content for m in prompt.messages)
+    assert [text.count(fact) for fact in facts] == [1] * 5
+    assert sixth.end["memories"] == []

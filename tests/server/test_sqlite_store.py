@@ -1,5 +1,7 @@
 """The SQLite TurnStore: ownership of sessions and the compare-and-set flush."""
 
+import sqlite3
+
 import numpy as np
 import pytest
 
@@ -52,3 +54,29 @@ async def test_pending_turns_left_by_a_crash_become_interrupted(store):
     await store.begin_turn("s", "session:s", "the server died here")
     assert await store.interrupt_pending() == 1
     assert [t.status for t in await store.history("s")] == ["interrupted"]
+
+
+async def test_a_forgotten_session_leaves_no_trace_in_the_database_file_or_its_wal(store, tmp_path):
+    secret = "zanzibar-quokka-7731"
+
+    async def tell(count: int, what: str) -> None:
+        for i in range(count):
+            turn = await store.begin_turn("secret", "session:secret", f"{secret} {what} {i}")
+            await store.finish_turn(turn.id, f"noted: {secret} {what} {i}", "complete")
+
+    await tell(5, "early")
+    await store.commit_flush(await store.plan_flush("secret", 5), np.ones((5, 4), np.float32))
+    outside = sqlite3.connect(store.path)  # as an operator (or SQLite's auto-checkpoint) would
+    outside.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    outside.close()
+    await tell(2, "late")  # these stay in the WAL only
+    await complete_turns(store, "kept", 1)
+
+    def files_holding(text: str) -> list[str]:
+        files = [store.path, store.path.with_name(store.path.name + "-wal")]
+        return [f.name for f in files if f.exists() and text.encode() in f.read_bytes()]
+
+    assert files_holding(secret) == ["turns.sqlite3", "turns.sqlite3-wal"]
+    await store.forget_session("secret")
+    assert files_holding(secret) == []
+    assert files_holding("reply 0") and [t.response for t in await store.history("kept")] == ["reply 0"]
