@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from server.memory.faiss_index import FaissVectorStore  # noqa: E402
 from server.protocols import KNOWLEDGE_NAMESPACE  # noqa: E402
+from server.store.faiss_index import FaissVectorStore  # noqa: E402
 from server.store.redis_link import RedisLink  # noqa: E402
 from server.store.redis_turns import RedisTurnStore  # noqa: E402
 

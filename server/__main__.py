@@ -46,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from server.errors import StartupError
     from server.llm.factory import check_model
+    from server.search.factory import check_search
 
-    try:
+    try:  # settings one field cannot judge alone, checked before the slow start-up (models, stores)
+        check_search(settings)
         check_model(settings)
     except StartupError as exc:
         return _cannot_start(exc)

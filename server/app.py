@@ -93,7 +93,7 @@ async def _lifecycle(app: web.Application, hooks: Hooks):
             await knowledge.start()
             closers.append(knowledge.close)
         log.info("server ready", backend=generator.name, store=settings.store.value,
-                 search=settings.search_provider.value, context_window=generator.context_window)
+                 search=settings.search_provider, context_window=generator.context_window)
         yield
     finally:
         for close in reversed(closers):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, StringConstraints, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
@@ -29,13 +30,6 @@ class RedisKnnMode(StrEnum):
     AUTO = "auto"  # server-side KNN when the Redis server has the query engine (FT.SEARCH), else FAISS
     ON = "on"
     OFF = "off"
-
-
-class SearchProviderName(StrEnum):
-    NONE = "none"
-    GOOGLE = "google"
-    SEARXNG = "searxng"
-    BRAVE = "brave"
 
 
 class Settings(BaseSettings):
@@ -96,12 +90,15 @@ class Settings(BaseSettings):
     retrieval_timeout: float = Field(2.0, gt=0)
 
     # search
-    search_provider: SearchProviderName = SearchProviderName.NONE
+    # "none" or a name in server/search/factory.py's PROVIDERS, which checks it (and what each needs) at start-up:
+    # settings know no provider, so that adding one never edits this file
+    search_provider: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True)] = "none"
     search_url: str | None = None
     search_timeout: float = Field(4.0, gt=0)
     google_api_key: SecretStr | None = None
     google_cse_id: str | None = None
     brave_api_key: SecretStr | None = None
+    search_api_key: SecretStr | None = None  # the key of a provider that has no setting of its own
     search_results: int = Field(3, ge=1, le=10, description="results whose pages are fetched and summarised")
     search_page_bytes: int = Field(1_000_000, ge=1024, description="largest result page read (decompressed)")
     search_page_timeout: float = Field(2.0, gt=0, description="seconds per result page, redirects included")
@@ -110,26 +107,10 @@ class Settings(BaseSettings):
     search_summarizer: str = Field("generator", pattern="^(generator|extractive)$")
     search_threshold: float | None = Field(None, gt=0, lt=1, description="override the classifier's threshold")
     search_classifier: Path | None = None  # a head from `python -m scripts.train_classifier`
-    # non-public addresses result pages may come from: IPs, CIDRs, ip:port (tests); validated even when unset,
-    # because its validator also checks that the provider's settings are present
-    search_fetch_allow: str = Field("", validate_default=True)
+    # non-public addresses result pages may come from: IPs, CIDRs, ip:port (tests); parsed by the search factory
+    search_fetch_allow: str = ""
     search_breaker_failures: int = Field(3, ge=1)
     search_breaker_cooldown: float = Field(60.0, ge=0)
-
-    @field_validator("search_fetch_allow")
-    @classmethod
-    def _search_is_configured(cls, value: str, info: ValidationInfo) -> str:
-        from server.search.netpolicy import parse_allow
-
-        parse_allow(value)  # raises ValueError naming the bad entry
-        # a field validator, not a model one: its error echoes only this field, never the keys beside it
-        needs = {SearchProviderName.GOOGLE: ("google_api_key", "google_cse_id"),
-                 SearchProviderName.SEARXNG: ("search_url",), SearchProviderName.BRAVE: ("brave_api_key",)}
-        provider = info.data.get("search_provider")
-        missing = [n.upper() for n in needs.get(provider, ()) if not info.data.get(n)]
-        if missing:
-            raise ValueError(f"SEARCH_PROVIDER={provider.value} needs {' and '.join(missing)}")
-        return value
 
     # persona, limits, lifecycle
     persona_file: Path = DEFAULT_PERSONA
@@ -158,7 +139,7 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every configured secret, so that logs and errors can be scrubbed of them."""
-        secrets = [s.get_secret_value() for s in (self.openai_api_key, self.google_api_key,
-                                                   self.brave_api_key, self.server_tokens) if s]
+        secrets = [s.get_secret_value() for s in (self.openai_api_key, self.google_api_key, self.brave_api_key,
+                                                   self.search_api_key, self.server_tokens) if s]
         secrets.append(urlsplit(self.redis_url).password or "")  # redis://:PASSWORD@host
         return [v for v in secrets if len(v) >= 4]

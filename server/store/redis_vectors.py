@@ -10,9 +10,9 @@ import numpy as np
 from server.config import RedisKnnMode
 from server.errors import StartupError
 from server.logs import get_logger
-from server.memory.faiss_index import FaissVectorStore
-from server.memory.redis_knn import RedisKnnVectorStore, query_engine_available
 from server.protocols import Hit, VectorStore
+from server.store.faiss_index import FaissVectorStore
+from server.store.redis_knn import RedisKnnVectorStore, query_engine_available
 from server.store.redis_turns import RedisTurnStore
 
 log = get_logger(__name__)

@@ -10,7 +10,7 @@ from server import keys as k
 from server.errors import ClientError, error_body
 from server.logs import get_logger
 from server.transport.frames import valid_session_id
-from server.transport.identity import namespace_for
+from server.transport.identity import may_manage
 
 log = get_logger(__name__)
 
@@ -24,7 +24,7 @@ async def health(request: web.Request) -> web.Response:
         "uptime_s": round(time.monotonic() - app[k.STARTED], 1),
         "backend": chat.services.generator.name,
         "store": settings.store.value,
-        "search": settings.search_provider.value,
+        "search": settings.search_provider,
         "active_turns": chat.active_turns,
         "connections": len(app[k.CONNECTIONS]),
         **_engine_status(chat.services.generator),
@@ -47,7 +47,8 @@ async def _owned_session(request: web.Request) -> tuple[str, str]:
     owner = await request.app[k.CHAT].session_owner(session)
     if owner is None:
         raise ClientError("not_found", "no such session", 404)
-    if owner != namespace_for(request.get(k.USER), session):
+    # without tokens a caller names its user as on /v1, where the body's `user` field does it
+    if not may_manage(owner, session, request.get(k.USER), request.query.get("user")):
         raise ClientError("forbidden", "the session belongs to another user", 403)
     return session, owner
 

@@ -36,7 +36,7 @@ from server.events import TurnReceived
 from server.logs import get_logger
 from server.protocols import GenerationParams, TurnRecord
 from server.transport.frames import MAX_SESSION_CHARS, valid_session_id, valid_text
-from server.transport.identity import namespace_for
+from server.transport.identity import api_session, namespace_for
 from server.turn_events import TokenDelta, TurnEvent, TurnStarted
 
 log = get_logger(__name__)
@@ -173,7 +173,7 @@ def _identity(request: web.Request, req: CompletionRequest) -> _Caller:
             raise ParamError("metadata.session", f"the session id ({SESSION_HEADER} or metadata.session) must be "
                              f"printable and at most {MAX_SESSION_CHARS} characters") from None
     elif user:
-        session = f"api:{user}"
+        session = api_session(user)
     else:
         session = f"api-{uuid.uuid4().hex}"  # in-flight only: it names the running turn, never a stored chat
         return _Caller(session, namespace_for(None, session), _client_address(request), stateless=True)

@@ -13,7 +13,7 @@ import pytest
 from server import failpoints
 from server.keys import CHAT
 from server.prompt import MEMORY_PREAMBLE
-from tests.support.memory import wait_for_documents
+from tests.support.memory import documents, wait_for_documents
 
 
 def new_user() -> str:
@@ -206,6 +206,34 @@ async def test_a_generation_failure_before_any_token_is_an_http_502_and_the_mess
                 [chunk async for chunk in response]
     assert failed.value.status_code == 502 and failed.value.code == "generation_failed"
     assert [(t.user_text, t.status) for t in history(api_server, f"api:{user}")] == [("this will fail", "failed")]
+
+
+async def test_a_named_users_conversations_are_read_and_forgotten_over_http_without_tokens(api_server):
+    user, side = new_user(), f"side-{uuid.uuid4().hex[:10]}"
+    facts = [f"My kestrel {user} nests on the chimney.", f"My kestrel {user} eats beetles."]
+    async with client(api_server) as oai:
+        for text in facts:  # FLUSH_EVERY=2: two memories
+            await oai.chat.completions.create(model=api_server.model, user=user,
+                                              messages=[{"role": "user", "content": text}])
+        await oai.chat.completions.create(model=api_server.model, user=user, extra_headers={"X-Session-Id": side},
+                                          messages=[{"role": "user", "content": "a side conversation"}])
+    await asyncio.to_thread(wait_for_documents, api_server.data_dir, f"api:{user}", 2)
+    async with httpx.AsyncClient(base_url=api_server.url, timeout=30) as http:
+        read = await http.get(f"/sessions/api:{user}/history")
+        assert read.status_code == 200, read.text
+        assert [t["user"] for t in read.json()["turns"]] == facts
+        # a session the caller named itself: the caller names the user too, as it does on /v1
+        assert (await http.get(f"/sessions/{side}/history")).status_code == 403
+        assert (await http.get(f"/sessions/{side}/history", params={"user": new_user()})).status_code == 403
+        mine = await http.get(f"/sessions/{side}/history", params={"user": user})
+        assert [t["user"] for t in mine.json()["turns"]] == ["a side conversation"]
+
+        forgotten = await http.delete(f"/sessions/api:{user}")
+        assert forgotten.status_code == 200 and forgotten.json()["memories_removed"] == 2
+        assert (await http.get(f"/sessions/api:{user}/history")).status_code == 404
+        assert (await http.delete(f"/sessions/{side}", params={"user": user})).status_code == 200
+    assert documents(api_server.data_dir, f"api:{user}") == []
+    assert history(api_server, f"api:{user}") == [] and history(api_server, side) == []
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,7 @@
-"""The vllm backend: clear refusal without a GPU, `auto` selection, the GPU check's CPU path, and (only
-where CUDA and vllm are present) real streaming, usage and abort through vLLM's engine."""
+"""The vllm backend: clear refusal without vllm, `auto` selection (vllm only on a GPU), the GPU check without
+vllm, and (only where CUDA and vllm are present) real streaming, usage and abort through vLLM's engine.
+
+The same backend on vLLM's real engine without a GPU (vLLM's CPU build, in .venv-vllm): tests/vllm/."""
 
 import contextlib
 import subprocess
@@ -27,7 +29,7 @@ def has_vllm() -> bool:
 
 
 needs_gpu = pytest.mark.skipif(not (has_gpu() and has_vllm()), reason="needs CUDA and vllm")
-cpu_only = pytest.mark.skipif(has_gpu(), reason="checks the behaviour without a GPU")
+without_vllm = pytest.mark.skipif(has_vllm(), reason="checks the behaviour where vllm is not installed")
 
 
 @pytest.mark.parametrize(("env", "cuda", "vllm", "expected"), [
@@ -50,23 +52,24 @@ def test_auto_picks_vllm_on_a_gpu_then_a_remote_endpoint_then_transformers(tmp_p
     assert resolve_backend(settings, has_vllm=lambda: vllm, has_cuda=lambda: cuda) == expected
 
 
-@cpu_only
-def test_the_vllm_backend_without_a_gpu_refuses_to_start_and_says_why(tiny_model_dir, tmp_path):
+@without_vllm
+def test_the_vllm_backend_without_vllm_refuses_to_start_and_says_why(tiny_model_dir, tmp_path):
     server = ServerProcess(tmp_path, {"LLM_BACKEND": "vllm", "MODEL": str(tiny_model_dir),
                                       "DATA_DIR": str(tmp_path / "data")}).start(wait=False)
     assert server.wait_exit(120) == 1
     logs = server.logs()
-    assert "error: LLM_BACKEND=vllm needs an NVIDIA GPU with CUDA, and this machine has none" in logs
+    assert "error: LLM_BACKEND=vllm needs the vllm package, which is not installed" in logs
+    assert "scripts/setup.sh vllm" in logs, "the message names vLLM's CPU build"
     assert "LLM_BACKEND=transformers" in logs, "the message says what to use instead"
     assert "Traceback" not in logs
 
 
-@cpu_only
-def test_the_gpu_check_without_a_gpu_exits_0_saying_there_is_no_gpu():
+@without_vllm
+def test_the_gpu_check_without_vllm_exits_0_saying_there_is_nothing_to_measure():
     done = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py")], capture_output=True, text=True,
                           timeout=120, cwd=REPO)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("gpu_check: no GPU on this machine")
+    assert done.stdout.startswith("gpu_check: nothing to measure here. LLM_BACKEND=vllm needs the vllm package")
 
 
 @pytest.mark.gpu

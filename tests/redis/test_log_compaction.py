@@ -8,9 +8,9 @@ import zlib
 import pytest
 import redis.asyncio as aioredis
 
-from server.memory.faiss_index import FaissVectorStore
 from server.protocols import LogExpired
 from server.store import redis_compactor, redis_log
+from server.store.faiss_index import FaissVectorStore
 from tests.redis.test_store_contract import DIM, complete_turns, unit_vectors
 
 pytestmark = pytest.mark.redis

@@ -10,8 +10,8 @@ import pytest
 
 from server.config import RedisKnnMode, Settings
 from server.errors import ClientError, StartupError
-from server.memory.faiss_index import FaissVectorStore
 from server.protocols import SessionBusy, StoreUnavailable
+from server.store.faiss_index import FaissVectorStore
 from server.store.redis_link import RedisLink
 from server.store.redis_turns import RedisTurnStore
 from server.store.redis_vectors import RedisVectorStore

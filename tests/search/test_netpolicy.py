@@ -53,17 +53,20 @@ def test_malformed_allow_entries_are_rejected_with_the_entry_named(spec):
         parse_allow(spec)
 
 
-def test_settings_reject_a_bad_allow_list_and_a_provider_without_its_settings():
-    from pydantic import ValidationError
-
+def test_start_up_refuses_a_bad_allow_list_and_a_provider_without_its_settings():
     from server.config import Settings
+    from server.errors import StartupError
+    from server.search.factory import check_search
 
-    with pytest.raises(ValidationError, match="SEARCH_FETCH_ALLOW entry 'nope'"):
-        Settings(_env_file=None, search_fetch_allow="nope")
-    with pytest.raises(ValidationError, match="needs GOOGLE_CSE_ID"):
-        Settings(_env_file=None, search_provider="google", google_api_key="AIza-secret-value")
-    with pytest.raises(ValidationError, match="needs SEARCH_URL"):
-        Settings(_env_file=None, search_provider="searxng")
-    with pytest.raises(ValidationError) as error:
-        Settings(_env_file=None, search_provider="brave", google_api_key="AIza-secret-value")
-    assert "needs BRAVE_API_KEY" in str(error.value) and "AIza-secret-value" not in str(error.value)
+    def refusal(**values) -> str:
+        with pytest.raises(StartupError) as error:
+            check_search(Settings(_env_file=None, **values))
+        return str(error.value)
+
+    assert "SEARCH_FETCH_ALLOW entry 'nope'" in refusal(search_fetch_allow="nope")  # even with search off
+    assert "needs GOOGLE_CSE_ID" in refusal(search_provider="google", google_api_key="AIza-secret-value")
+    assert "needs SEARCH_URL" in refusal(search_provider="searxng")
+    brave = refusal(search_provider="brave", google_api_key="AIza-secret-value")
+    assert "needs BRAVE_API_KEY" in brave and "AIza-secret-value" not in brave
+    assert "choose one of none, google, searxng, brave" in refusal(search_provider="Bing")
+    check_search(Settings(_env_file=None, search_provider=" Brave ", brave_api_key="BSA-secret-value"))

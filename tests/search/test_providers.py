@@ -2,7 +2,10 @@
 
 import pytest
 
-from server.search.protocols import ProviderError
+from server.config import Settings
+from server.search.factory import PROVIDERS as REGISTERED
+from server.search.factory import create_provider
+from server.search.protocols import ProviderError, SearchProvider
 from server.search.providers.brave import BraveProvider
 from server.search.providers.google import GoogleProvider
 from server.search.providers.searxng import SearxngProvider, search_endpoint
@@ -23,6 +26,21 @@ def make(name: str, fake_web, **overrides):
     if name == "searxng":
         return SearxngProvider(url, timeout=5)
     return BraveProvider(overrides.pop("key", BRAVE_KEY), url, timeout=5)
+
+
+def test_every_registered_provider_is_held_to_this_contract():
+    assert sorted(REGISTERED) == sorted(PROVIDERS), "a provider in server/search/factory.py needs a fake API here"
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_the_factory_builds_each_registered_provider_from_settings(name, fake_web):
+    provider = create_provider(Settings(_env_file=None, **fake_web.settings_for(name)))
+    try:
+        assert isinstance(provider, SearchProvider) and provider.name == name
+        fake_web.results = [fake_web.result("/su-shi")]
+        assert [r.url for r in await provider.search("su shi", 3)] == [fake_web.page_url("/su-shi")]
+    finally:
+        await provider.close()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import httpx
 import pytest
 
 from server import failpoints
+from server.keys import CHAT
 from tests.server.conftest import make_settings
 from tests.support.client import connect
 from tests.support.servers import ServerThread
@@ -63,6 +64,17 @@ async def test_the_memory_namespace_is_the_token_user_never_the_client_choice(se
     assert httpx.delete(f"{secured.url}/sessions/alice-diary", headers=auth(BOB)).status_code == 403
     history = httpx.get(f"{secured.url}/sessions/alice-diary/history", headers=auth(ALICE)).json()["turns"]
     assert [t["user"] for t in history] == ["my diary entry"]
+
+
+def test_with_tokens_naming_another_user_never_opens_their_conversation(secured):
+    turns = secured.app[CHAT].services.turns
+    secured.call(turns.begin_turn("api:bob", "user:bob", "bob's own /v1 conversation"))
+    for method, path in (("GET", "/sessions/api:bob/history"), ("DELETE", "/sessions/api:bob")):
+        for params in ({}, {"user": "bob"}):
+            r = httpx.request(method, secured.url + path, params=params, headers=auth(ALICE))
+            assert r.status_code == 403, (method, path, params)
+    history = httpx.get(f"{secured.url}/sessions/api:bob/history", params={"user": "alice"}, headers=auth(BOB))
+    assert [t["user"] for t in history.json()["turns"]] == ["bob's own /v1 conversation"]
 
 
 async def test_websockets_from_foreign_browser_origins_are_refused(secured):

@@ -5,9 +5,9 @@ import asyncio
 import numpy as np
 
 from server import failpoints
-from server.memory import faiss_index
-from server.memory.faiss_index import FaissVectorStore
 from server.protocols import Document, LogEntry
+from server.store import faiss_index
+from server.store.faiss_index import FaissVectorStore
 
 DIM = 8
 

@@ -55,6 +55,15 @@ def test_an_uncached_hub_model_without_network_fails_fast_with_one_message(tmp_p
     assert "Retrying" not in output
 
 
+def test_a_search_provider_without_its_key_stops_the_server_first_with_one_line(tmp_path, closed_endpoint):
+    proc, elapsed = _start(tmp_path, closed_endpoint, SEARCH_PROVIDER="brave", GOOGLE_API_KEY="AIza-secret-value")
+    output = proc.stdout + proc.stderr
+
+    assert proc.returncode == 1, output
+    assert elapsed < 10, f"took {elapsed:.1f}s to fail:\n{output[-3000:]}"
+    # checked before the model (which is not cached here either), named as the operator sets it, key unechoed
+    assert output.strip() == "error: SEARCH_PROVIDER=brave needs BRAVE_API_KEY", output[-3000:]
+
 # ------------------------------------------------------------------ the check itself, in process
 # (offline=False: this process runs with HF_HUB_OFFLINE=1, see tests/conftest.py)
 

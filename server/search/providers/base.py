@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 import aiohttp
+from pydantic import SecretStr
 from yarl import URL
 
 from server.protocols import SearchResult
@@ -24,6 +25,11 @@ _TAG = re.compile(r"<[^>]+>")
 def plain(text: object) -> str:
     """Snippets sometimes carry markup (<strong>, &amp;); the summariser wants text."""
     return " ".join(html.unescape(_TAG.sub("", text)).split()) if isinstance(text, str) else ""
+
+
+def secret(value: SecretStr | None) -> str:
+    """A key as sent to the API; the factory has refused to start without the ones a provider needs."""
+    return value.get_secret_value() if value is not None else ""
 
 
 def result(title: object, url: object, snippet: object) -> SearchResult | None:

@@ -7,19 +7,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.config import Settings
 from server.protocols import SearchResult
 from server.search.protocols import ProviderError
-from server.search.providers.base import JsonApi, result
+from server.search.providers.base import JsonApi, result, secret
 
 ENDPOINT = "https://api.search.brave.com/res/v1/web/search"
+
+
+def create(settings: Settings) -> BraveProvider:
+    return BraveProvider(secret(settings.brave_api_key), settings.search_url, settings.search_timeout)
 
 
 class BraveProvider(JsonApi):
     name = "brave"
 
     def __init__(self, api_key: str, endpoint: str | None = None, timeout: float = 10.0):
-        if not api_key:
-            raise ValueError("SEARCH_PROVIDER=brave needs BRAVE_API_KEY")
         super().__init__(endpoint or ENDPOINT, timeout)
         self._key = api_key
 

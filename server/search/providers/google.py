@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.config import Settings
 from server.protocols import SearchResult
 from server.search.protocols import ProviderError
-from server.search.providers.base import JsonApi, result
+from server.search.providers.base import JsonApi, result, secret
 
 ENDPOINT = "https://www.googleapis.com/customsearch/v1"
 SUNSET = ("Google closed the Custom Search JSON API to new customers and ends it on 2027-01-01; "
@@ -19,12 +20,15 @@ _QUOTA_REASONS = {"rateLimitExceeded", "dailyLimitExceeded", "userRateLimitExcee
 _DISABLED_REASONS = {"accessNotConfigured", "SERVICE_DISABLED"}
 
 
+def create(settings: Settings) -> GoogleProvider:
+    return GoogleProvider(secret(settings.google_api_key), settings.google_cse_id or "", settings.search_url,
+                          settings.search_timeout)
+
+
 class GoogleProvider(JsonApi):
     name = "google"
 
     def __init__(self, api_key: str, cse_id: str, endpoint: str | None = None, timeout: float = 10.0):
-        if not api_key or not cse_id:
-            raise ValueError("SEARCH_PROVIDER=google needs GOOGLE_API_KEY and GOOGLE_CSE_ID")
         super().__init__(endpoint or ENDPOINT, timeout)
         self._key = api_key
         self.cse_id = cse_id

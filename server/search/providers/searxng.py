@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from yarl import URL
 
+from server.config import Settings
 from server.protocols import SearchResult
 from server.search.protocols import ProviderError
 from server.search.providers.base import JsonApi, result
@@ -16,12 +17,14 @@ def search_endpoint(base: str) -> str:
     return str(url if path.endswith("/search") else url.with_path(f"{path}/search"))
 
 
+def create(settings: Settings) -> SearxngProvider:
+    return SearxngProvider(settings.search_url or "", settings.search_timeout)
+
+
 class SearxngProvider(JsonApi):
     name = "searxng"
 
-    def __init__(self, base_url: str | None, timeout: float = 10.0):
-        if not base_url:
-            raise ValueError("SEARCH_PROVIDER=searxng needs SEARCH_URL, the address of your SearXNG instance")
+    def __init__(self, base_url: str, timeout: float = 10.0):
         super().__init__(search_endpoint(base_url), timeout)
 
     async def search(self, query: str, count: int) -> list[SearchResult]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from scraper.corpus import atomic_write
+from common.files import atomic_write
 from server.failpoints import thread_failpoint
 from server.protocols import Document, Hit, LogEntry, LogExpired
 
