@@ -1,4 +1,4 @@
-"""`GET /ws`: the websocket protocol of DESIGN.md (JSON text frames), plus `cancel` to stop a turn."""
+"""`GET /ws`: the websocket protocol (README.md, "Protocol"; JSON text frames), plus `cancel` to stop a turn."""
 
 from __future__ import annotations
 

@@ -108,7 +108,7 @@ async def test_vllm_streams_deltas_reports_usage_and_aborts_a_cancelled_request(
 def test_a_lora_dir_is_checked_and_its_rank_rounded_up_to_one_vllm_can_serve(tmp_path):
     import json
 
-    from server.llm.transformers_backend import ModelLoadError
+    from server.llm.errors import ModelLoadError
     from server.llm.vllm_backend import EngineConfig
 
     assert EngineConfig("m").lora_rank() is None
