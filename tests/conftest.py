@@ -14,3 +14,16 @@ def tiny_model_dir(tmp_path_factory):
     from tests.support.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture
+async def tiny_generator(tiny_model_dir):
+    """The embedded transformers backend with the micro test model: one generation slot, like the default."""
+    # imported here: the offline settings above must be in place before transformers loads
+    from server.llm.transformers_backend import TransformersGenerator
+
+    generator = TransformersGenerator(str(tiny_model_dir), device="cpu", concurrency=1, max_queued=4,
+                                      context_tokens=2048)
+    await generator.start()
+    yield generator
+    await generator.close()

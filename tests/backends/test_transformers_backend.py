@@ -4,21 +4,11 @@ import threading
 
 import pytest
 
-from server.llm.transformers_backend import TransformersGenerator
 from server.protocols import GenerationParams, Message, Usage
 
 # A real (if plain) Jinja chat template, so the tokenizer's own template path is exercised too.
 CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
                  "{% if add_generation_prompt %}assistant:{% endif %}")
-
-
-@pytest.fixture
-async def generator(tiny_model_dir):
-    generator = TransformersGenerator(str(tiny_model_dir), device="cpu", concurrency=1, max_queued=4,
-                                      context_tokens=2048)
-    await generator.start()
-    yield generator
-    await generator.close()
 
 
 def record_threads(monkeypatch, tokenizer, names: list[str]) -> list[tuple[str, int]]:
@@ -37,7 +27,8 @@ def record_threads(monkeypatch, tokenizer, names: list[str]) -> list[tuple[str, 
 
 @pytest.mark.parametrize(("template", "method"), [(None, "encode"), (CHAT_TEMPLATE, "apply_chat_template")],
                          ids=["plain-transcript", "chat-template"])
-async def test_the_prompt_is_rendered_and_tokenised_off_the_event_loop(generator, monkeypatch, template, method):
+async def test_the_prompt_is_rendered_and_tokenised_off_the_event_loop(tiny_generator, monkeypatch, template, method):
+    generator = tiny_generator
     monkeypatch.setattr(generator.tokenizer, "chat_template", template)
     calls = record_threads(monkeypatch, generator.tokenizer, ["encode", "apply_chat_template"])
     usage = Usage()

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from server.llm.transformers_backend import TransformersGenerator
 from tests.search.fakeweb import FILE_SECRET, FakeWeb
 
 
@@ -34,13 +33,3 @@ def embed():
         return np.asarray(model.encode([text], normalize_embeddings=True)[0], dtype=np.float32)
 
     return vector
-
-
-@pytest.fixture
-async def tiny_generator(tiny_model_dir):
-    """The embedded transformers backend with the micro test model: one generation slot, like the default."""
-    generator = TransformersGenerator(str(tiny_model_dir), device="cpu", concurrency=1, max_queued=4,
-                                      context_tokens=2048)
-    await generator.start()
-    yield generator
-    await generator.close()
