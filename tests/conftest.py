@@ -1,4 +1,5 @@
 import os
+from collections import Counter
 
 import pytest
 
@@ -6,6 +7,19 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (scripts/test.sh: `-n 2 --dist loadscope --no-loadscope-reorder`), the modules that
+    hold `slow` tests go out first, then the others by test count: the workers end on short modules together
+    instead of one worker running a long module alone at the end. Each module keeps its own order."""
+    if not hasattr(config, "workerinput"):  # a plain run keeps the collection order
+        return
+    module = {id(item): item.nodeid.split("::")[0] for item in items}
+    tests = Counter(module.values())
+    slow = Counter(module[id(item)] for item in items if item.get_closest_marker("slow"))
+    first_seen = {name: i for i, name in reversed(list(enumerate(module[id(item)] for item in items)))}
+    items.sort(key=lambda item: (-slow[module[id(item)]], -tests[module[id(item)]], first_seen[module[id(item)]]))
 
 
 @pytest.fixture(scope="session")
