@@ -77,8 +77,25 @@ def dated_pairs(turns: Sequence[dict], meta: dict) -> list[Document]:
                      f"{t['assistant']}", (t["turn"],), embed=pair_text(t)) for t in turns]
 
 
+def named_pairs(turns: Sequence[dict], meta: dict) -> list[Document]:
+    """The server's schema for turns imported with the speakers' names: one document per turn, each line led by
+    its speaker (the date goes with the memory, not into its text)."""
+    return [Document(f"{meta['user_name']}: {t['user']}\n{meta['assistant_name']}: {t['assistant']}", (t["turn"],))
+            for t in turns]
+
+
+def named_utterances(turns: Sequence[dict], meta: dict) -> list[Document]:
+    """The server's schema (TurnRecord.memory_texts): one document per message, led by its speaker's name."""
+    docs = []
+    for t in turns:
+        docs.append(Document(f"{meta['user_name']}: {t['user']}", (t["turn"],)))
+        docs.append(Document(f"{meta['assistant_name']}: {t['assistant']}", (t["turn"],)))
+    return docs
+
+
 SCHEMAS: dict[str, Callable[[Sequence[dict], dict], list[Document]]] = {
-    "pairs": pairs, "utterances": utterances, "windows3": windows, "dated pairs": dated_pairs}
+    "pairs": pairs, "utterances": utterances, "windows3": windows, "dated pairs": dated_pairs,
+    "named pairs": named_pairs, "named utterances": named_utterances}
 
 
 def tokens(text: str) -> list[str]:
@@ -219,3 +236,46 @@ def load_cached(encoder: Encoder, texts: Sequence[str], path) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, vectors=vectors)
+
+
+class Product(Ranker):
+    """The server's own retrieval, in process: its index (FAISS and BM25 over one namespace's memories, fed by
+    log entries as the store would) and its ranking (server.memory.ranking); the budget is its token budget."""
+
+    def __init__(self, encoder, policy=None):
+        from server.memory.ranking import RankingPolicy
+
+        self.encoder = encoder
+        self.policy = policy or RankingPolicy()
+
+    def index(self, documents: list[Document]) -> None:
+        from server.protocols import Document as Memory
+        from server.protocols import LogEntry
+        from server.store.faiss_index import NamespaceIndex
+
+        self.docs = documents
+        vectors = self.encoder.embed([d.embed or d.text for d in documents])
+        self.store = NamespaceIndex(vectors.shape[1])
+        self.store.apply([LogEntry(i + 1, "add", Memory(i + 1, "bench", d.text, v, None, float(i)))
+                          for i, (d, v) in enumerate(zip(documents, vectors, strict=True))])
+
+    def ranked(self, query: str):
+        from server.memory.ranking import DEPTH, fuse, worth_recalling
+
+        if not worth_recalling(query):
+            return []
+        vector = self.encoder.embed([query])[0]
+        return fuse(self.store.search(vector, DEPTH), self.store.search_text(query, DEPTH), query, self.policy)
+
+    def rank(self, query: str) -> list[int]:
+        return [hit.doc.id - 1 for hit in self.ranked(query)]
+
+    def search(self, query: str, budget_chars: int | None = None) -> list[Document]:
+        from server.llm.estimate import approximate_tokens
+        from server.memory.ranking import within_budget
+        from server.prompt import memory_order
+
+        if budget_chars is None:
+            return [self.docs[i] for i in self.rank(query)]
+        chosen = within_budget(self.ranked(query), self.policy.budget_tokens, approximate_tokens)
+        return [self.docs[hit.doc.id - 1] for hit in memory_order(chosen)]

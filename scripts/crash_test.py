@@ -2,9 +2,10 @@
 
 Drives N conversations (each turn a unique message) while killing `python -m server` with SIGKILL at
 random moments K times, restarting it each time; then checks, in the server's own SQLite store, that
-every acknowledged turn (one whose `start` frame arrived) is stored exactly once and that every
-flush happened exactly once (contiguous watermarks, one document per flushed turn, nothing left
-unflushed).
+every acknowledged turn (one whose `start` frame arrived, or one of an import answered 200: an importer
+imports past turns alongside) is stored exactly once and that every
+flush happened exactly once (contiguous watermarks, exactly one memory per side that said something of
+each flushed turn, nothing left unflushed).
 
     .venv/bin/python scripts/crash_test.py --model DIR [--conversations 20] [--kills 20] [--seed 1]
 """
@@ -18,6 +19,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aiohttp
 
 from tests.support.client import connect
+from tests.support.memory import memory_texts
 from tests.support.servers import ServerProcess
 
 FLUSH_EVERY = 5
@@ -54,6 +57,57 @@ async def conversation(server: ServerProcess, index: int, acked: dict[str, str],
                 await asyncio.sleep(0.3)
 
 
+async def importer(server: ServerProcess, acked: dict[str, str], stop: asyncio.Event, imported: list[int]) -> None:
+    """Keep importing small batches of past turns (POST /sessions/{id}/import, each message unique) into chats
+    of their own; remember every turn of every import the server acknowledged (answered 200)."""
+    n = 0
+    async with aiohttp.ClientSession() as http:
+        while not stop.is_set():
+            batch = [{"user": f"import {n} message {i}", "assistant": f"imported reply {n}.{i}"} for i in range(3)]
+            url = f"{server.url}/sessions/imported-{n % 4}/import"
+            n += 1
+            try:
+                async with http.post(url, json={"turns": batch}, timeout=aiohttp.ClientTimeout(total=60)) as reply:
+                    if reply.status == 200:
+                        turn_ids = (await reply.json())["turns"]
+                        acked.update(zip(turn_ids, (t["user"] for t in batch), strict=True))
+                        imported[0] += len(turn_ids)
+            except (aiohttp.ClientError, ConnectionError, OSError, TimeoutError):
+                await asyncio.sleep(0.3)
+            await asyncio.sleep(random.uniform(0, 0.3))
+
+
+def completed_memories(con: sqlite3.Connection, session: str, after: int, upto: int) -> Counter:
+    """(turn id, text) of every memory the completed turns after..upto of the session must have become."""
+    rows = con.execute("SELECT id, user_text, response, user_name, assistant_name FROM turns WHERE session = ? "
+                       "AND seq > ? AND seq <= ? AND status = 'complete'", (session, after, upto)).fetchall()
+    return Counter((turn_id, text) for turn_id, *sides in rows for text in memory_texts(*sides))
+
+
+def check_flushes(con: sqlite3.Connection, session: str, flushed: int) -> list[str]:
+    """Contiguous flushes, each recording the memories it wrote, and every flushed turn's memories stored
+    exactly once: one per side that said something, none lost, none duplicated, none of an unflushed turn."""
+    problems = []
+    ranges = con.execute("SELECT from_seq, to_seq, documents FROM flushes WHERE session = ? ORDER BY id",
+                         (session,)).fetchall()
+    expected_from = 0
+    for from_seq, to_seq, documents in ranges:
+        if from_seq != expected_from:
+            problems.append(f"{session}: flush from {from_seq} but the previous ended at {expected_from}")
+        expected_from = to_seq
+        said = sum(completed_memories(con, session, from_seq, to_seq).values())
+        if documents != said:
+            problems.append(f"{session}: flush {from_seq}..{to_seq} wrote {documents} documents for {said} memories")
+    if expected_from != flushed:
+        problems.append(f"{session}: watermark {flushed} but flushes end at {expected_from}")
+    stored = Counter(con.execute("SELECT turn_id, text FROM documents WHERE session = ?", (session,)).fetchall())
+    expected = completed_memories(con, session, 0, flushed)
+    if stored != expected:
+        problems.append(f"{session}: {sum((expected - stored).values())} memories lost and "
+                        f"{sum((stored - expected).values())} duplicated or stray, of {sum(expected.values())}")
+    return problems
+
+
 def check(db: Path, acked: dict[str, str]) -> list[str]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     problems = []
@@ -67,26 +121,8 @@ def check(db: Path, acked: dict[str, str]) -> list[str]:
     texts = [r[1] for r in rows]
     problems += [f"message stored {texts.count(t)} times: {t!r}" for t in set(texts) if texts.count(t) > 1]
     problems += [f"turn left pending: {r[0]}" for r in rows if r[2] == "pending"]
-    for session, flushed in con.execute("SELECT id, flushed_seq FROM sessions"):
-        ranges = con.execute("SELECT from_seq, to_seq, documents FROM flushes WHERE session = ? ORDER BY id",
-                             (session,)).fetchall()
-        expected_from = 0
-        for from_seq, to_seq, documents in ranges:
-            if from_seq != expected_from:
-                problems.append(f"{session}: flush from {from_seq} but the previous ended at {expected_from}")
-            expected_from = to_seq
-            complete = con.execute("SELECT COUNT(*) FROM turns WHERE session = ? AND seq > ? AND seq <= ? AND "
-                                   "status = 'complete'", (session, from_seq, to_seq)).fetchone()[0]
-            if documents != complete:
-                problems.append(f"{session}: flush {from_seq}..{to_seq} wrote {documents} of {complete} turns")
-        if expected_from != flushed:
-            problems.append(f"{session}: watermark {flushed} but flushes end at {expected_from}")
-        docs = con.execute("SELECT COUNT(*), COUNT(DISTINCT turn_id) FROM documents WHERE session = ?",
-                           (session,)).fetchone()
-        flushed_turns = con.execute("SELECT COUNT(*) FROM turns WHERE session = ? AND seq <= ? AND "
-                                    "status = 'complete'", (session, flushed)).fetchone()[0]
-        if docs[0] != docs[1] or docs[0] != flushed_turns:
-            problems.append(f"{session}: {docs[0]} documents ({docs[1]} distinct) for {flushed_turns} flushed turns")
+    for session, flushed in con.execute("SELECT id, flushed_seq FROM sessions").fetchall():
+        problems += check_flushes(con, session, flushed)
         waiting = con.execute("SELECT COUNT(*) FROM turns WHERE session = ? AND seq > ? AND status = 'complete'",
                               (session, flushed)).fetchone()[0]
         if waiting >= FLUSH_EVERY:
@@ -105,7 +141,9 @@ async def run(model: Path, workdir: Path, conversations: int, kills: int, seed: 
     acked: dict[str, str] = {}
     attempts = [0]
     stop = asyncio.Event()
+    imported = [0]
     tasks = [asyncio.create_task(conversation(server, i, acked, stop, attempts)) for i in range(conversations)]
+    tasks.append(asyncio.create_task(importer(server, acked, stop, imported)))
     started = time.monotonic()
     try:
         for k in range(kills):
@@ -130,6 +168,7 @@ async def run(model: Path, workdir: Path, conversations: int, kills: int, seed: 
     flushes, documents = con.execute("SELECT COUNT(*), COALESCE(SUM(documents), 0) FROM flushes").fetchone()
     con.close()
     stats = {"seconds": round(time.monotonic() - started), "attempted": attempts[0], "acknowledged": len(acked),
+             "imported": imported[0],
              "flushes": flushes, "documents": documents}
     return problems, stats
 
@@ -153,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         problems, stats = asyncio.run(run(model, workdir, args.conversations, args.kills, args.seed,
                                       args.embed_workers))
     print(f"{args.conversations} conversations, {args.kills} SIGKILLs in {stats['seconds']}s: "
-          f"{stats['attempted']} turns attempted, {stats['acknowledged']} acknowledged, "
+          f"{stats['attempted']} turns attempted, {stats['acknowledged']} acknowledged ({stats['imported']} imported), "
           f"{stats['flushes']} flushes of {stats['documents']} documents")
     for problem in problems:
         print("PROBLEM:", problem)

@@ -10,12 +10,14 @@ from aiohttp import web
 from server.chat import ChatService, Hooks, TurnServices, TurnSettings
 from server.config import Settings, StoreKind
 from server.events import EventBus
-from server.keys import CHAT, CONNECTIONS, METRICS, SETTINGS, STARTED
+from server.keys import CHAT, CONNECTIONS, MEMORY, METRICS, SETTINGS, STARTED
 from server.limits import TurnLimiter
 from server.llm.factory import create_generator
 from server.logs import get_logger
+from server.memory.control import MemoryControl
 from server.memory.embedder import SentenceTransformerEmbedder
 from server.memory.knowledge import KnowledgeBase
+from server.memory.ranking import RankingPolicy
 from server.memory.service import LongTermMemory
 from server.metrics import Metrics
 from server.protocols import GenerationParams
@@ -24,6 +26,7 @@ from server.security.middleware import authentication, origin_check
 from server.security.tokens import TokenRegistry
 from server.store.factory import create_turn_store, create_vector_store
 from server.transport.http import add_routes, client_errors
+from server.transport.memory_api import add_memory_routes
 from server.transport.openai_api import add_openai_routes
 from server.transport.websocket import websocket_handler
 
@@ -43,6 +46,7 @@ def build_app(settings: Settings, hooks: Hooks | None = None) -> web.Application
     app.cleanup_ctx.append(lambda app: _lifecycle(app, hooks))
     app.on_shutdown.append(_drain)
     add_routes(app)
+    add_memory_routes(app)
     add_openai_routes(app)
     app.router.add_get("/ws", websocket_handler)
     return app
@@ -76,8 +80,9 @@ async def _lifecycle(app: web.Application, hooks: Hooks):
         if interrupted:
             log.warning("turns interrupted by a previous crash", count=interrupted)
         bus = EventBus()
-        memory = LongTermMemory(turns, vectors, embedder, metrics, settings.flush_every, settings.memory_top_k,
-                                settings.knowledge_top_k)
+        memory = LongTermMemory(turns, vectors, embedder, metrics, settings.flush_every,
+                                RankingPolicy(budget_tokens=settings.memory_budget_tokens), settings.knowledge_top_k,
+                                top_k=settings.memory_top_k)
         limiter = TurnLimiter(settings.turns_per_minute, settings.max_turns_per_user, settings.max_active_turns,
                               redis_url=settings.redis_url if settings.store == StoreKind.REDIS else None)
         app[CHAT] = ChatService(
@@ -87,6 +92,7 @@ async def _lifecycle(app: web.Application, hooks: Hooks):
                          search_timeout=settings.search_timeout,
                          params=GenerationParams(settings.max_new_tokens, settings.temperature, settings.top_p)),
             hooks)
+        app[MEMORY] = MemoryControl(memory)
         await memory.recover()
         if settings.knowledge_dir is not None:
             knowledge = KnowledgeBase(settings.knowledge_dir, turns, embedder)

@@ -30,8 +30,10 @@ from server.protocols import (
     GenerationParams,
     Generator,
     Hit,
+    ImportedTurn,
     SearchOutcome,
     SearchStep,
+    SessionInfo,
     StoreUnavailable,
     TurnRecord,
     TurnStore,
@@ -146,6 +148,19 @@ class ChatService:
         finally:
             self.release(session, control)
 
+    async def sessions(self, namespace: str, limit: int, offset: int = 0) -> list[SessionInfo]:
+        return await self.services.turns.sessions(namespace, limit, offset)
+
+    async def import_turns(self, session: str, namespace: str, turns: list[ImportedTurn]) -> list[TurnRecord]:
+        """Store past turns in the session and flush them into memory; refused while a turn streams on it."""
+        control = await self.claim(session)
+        try:
+            return await self.services.memory.import_turns(session, namespace, turns)
+        except PermissionError as exc:
+            raise ClientError("forbidden", str(exc), 403) from exc
+        finally:
+            self.release(session, control)
+
     async def run_turn(self, event: TurnReceived, send: Send, control: TurnControl,
                        params: GenerationParams | None = None) -> TurnResult:
         """Run one turn, sending its events to `send`; `params` overrides the server's sampling settings."""
@@ -237,10 +252,10 @@ class ChatService:
             search, memories, knowledge = None, [], []
         elif (search := self._search_known(vector)) is not None:
             # nothing to overlap: no tasks, so no extra trips through a busy event loop
-            memories, knowledge = await self._retrieve(event.namespace, vector, buffer)
+            memories, knowledge = await self._retrieve(event.namespace, event.text, vector, buffer)
         else:  # a real search runs while memories are retrieved
             (memories, knowledge), search = await asyncio.gather(
-                self._retrieve(event.namespace, vector, buffer), self._search(event.text, vector, buffer))
+                self._retrieve(event.namespace, event.text, vector, buffer), self._search(event.text, vector, buffer))
         timing.mark("retrieve_and_search")
         if search is not None and search.query:
             await send(SearchReported(search.query, search.summary or "", tuple(search.sources), search.skipped))
@@ -261,11 +276,11 @@ class ChatService:
             log.warning("embedding skipped", error=repr(exc))
             return None
 
-    async def _retrieve(self, namespace: str, vector: np.ndarray,
+    async def _retrieve(self, namespace: str, text: str, vector: np.ndarray,
                         buffer: list[TurnRecord]) -> tuple[list[Hit], list[Hit]]:
         try:
             async with asyncio.timeout(self.settings.retrieval_timeout):
-                return await self.services.memory.retrieve(namespace, vector, buffer)
+                return await self.services.memory.retrieve(namespace, text, vector, buffer)
         except Exception as exc:
             log.warning("retrieval skipped", error=repr(exc))
             return [], []

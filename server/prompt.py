@@ -1,6 +1,6 @@
 """Build the prompt for a turn within the model's context budget.
 
-Order in the prompt: persona, retrieved memories, search summary (fenced as untrusted data), the
+Order in the prompt: persona, retrieved memories (dated, oldest first), search summary (fenced as untrusted data), the
 short-term buffer, the message. When it does not fit, the least important goes first: memories
 (lowest score first), then the search summary (shortened), then the oldest buffer turns, then the
 persona's tail, and only last the message's beginning; the message's end is always kept.
@@ -9,6 +9,7 @@ persona's tail, and only last the message's beginning; the message's end is alwa
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +28,18 @@ KNOWLEDGE_PREAMBLE = "Reference notes:"
 # Counts remembered per text: the persona and a session's buffered turns recur in turn after turn, and
 # tokenising them again was most of the time spent building a prompt.
 _COUNT_CACHE = 4096
+
+
+def memory_order(hits: Sequence[Hit]) -> list[Hit]:
+    """Memories as the prompt lists them: oldest first (undated ones, such as knowledge, first)."""
+    return sorted(hits, key=lambda h: (h.doc.created or 0.0, h.doc.id))
+
+
+def memory_line(hit: Hit) -> str:
+    """`- [2024-05-01] text`: the date is when it was said, so that the model can weigh an old fact
+    against a newer one."""
+    when = f"[{time.strftime('%Y-%m-%d', time.gmtime(hit.doc.created))}] " if hit.doc.created else ""
+    return f"- {when}{hit.doc.text}"
 
 
 def fence_untrusted(text: str) -> str:
@@ -60,7 +73,7 @@ class PromptBuilder:
     def _system(self, parts: PromptParts, search_summary: str | None) -> str:
         sections = [parts.persona.strip()]
         if parts.memories:
-            sections.append("\n".join([MEMORY_PREAMBLE, *(f"- {h.doc.text}" for h in parts.memories)]))
+            sections.append("\n".join([MEMORY_PREAMBLE, *map(memory_line, memory_order(parts.memories))]))
         if parts.knowledge:
             sections.append("\n".join([KNOWLEDGE_PREAMBLE, *(f"- {h.doc.text}" for h in parts.knowledge)]))
         if search_summary:

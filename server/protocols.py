@@ -82,11 +82,16 @@ class TurnRecord:
     response: str | None
     status: str  # pending | complete | interrupted | failed
     created: float
+    user_name: str | None = None  # the speakers, when known (imported turns)
+    assistant_name: str | None = None
 
     @property
-    def pair_text(self) -> str:
-        """The long-term memory document for this turn, in the original chatbot's layout."""
-        return f"User: {self.user_text}\nResponse: {self.response or ''}"
+    def memory_texts(self) -> list[str]:
+        """The long-term memories this turn becomes: one per side that said something, led by its speaker.
+        Single utterances, not pairs: bench/memory_recall.py finds the answering turn more often with them,
+        in English and in Chinese, and more of them fit a prompt's budget."""
+        sides = ((self.user_name or "User", self.user_text), (self.assistant_name or "Assistant", self.response))
+        return [f"{name}: {text}" for name, text in sides if text and text.strip()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,8 @@ class Document:
     text: str
     embedding: np.ndarray | None = None
     session: str | None = None
+    created: float | None = None  # when what it remembers was said (the turn's time), epoch seconds
+    turn: str | None = None  # the turn it was made of; None for knowledge and memories added by hand
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +132,33 @@ class FlushPlan:
     @property
     def upto_seq(self) -> int:
         return self.turns[-1].seq
+
+    @property
+    def documents(self) -> list[tuple[TurnRecord, str]]:
+        """What the flush writes, in order: each turn's memory texts; `commit_flush`'s embeddings follow it."""
+        return [(turn, text) for turn in self.turns for text in turn.memory_texts]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedTurn:
+    """A completed turn brought from elsewhere (another server, a ChatGPT export); either side may be empty."""
+
+    user_text: str
+    response: str
+    created: float
+    user_name: str | None = None
+    assistant_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One chat, as a list of chats shows it."""
+
+    id: str
+    created: float
+    updated: float  # its last turn's time (its creation's, without turns)
+    turns: int
+    title: str  # its first message (the start of it)
 
 
 class SessionBusy(Exception):
@@ -161,10 +195,15 @@ class TurnStore(Protocol):
 
     async def session_namespace(self, session: str) -> str | None: ...
 
+    async def sessions(self, namespace: str, limit: int, offset: int = 0) -> list[SessionInfo]:
+        """The namespace's sessions, most recently active first."""
+        ...
+
     async def plan_flush(self, session: str, every: int) -> FlushPlan | None: ...
 
     async def commit_flush(self, plan: FlushPlan, embeddings: np.ndarray) -> list[Document] | None:
-        """Write the plan's documents and advance the watermark atomically; None if already flushed."""
+        """Write `plan.documents` (one embedding row each, in order; dated by their turns) and advance the
+        watermark atomically; None if already flushed."""
         ...
 
     async def sessions_needing_flush(self, every: int) -> list[str]: ...
@@ -195,13 +234,42 @@ class TurnStore(Protocol):
 
     async def flush_count(self, session: str) -> int: ...
 
+    async def import_turns(self, session: str, namespace: str, turns: Sequence[ImportedTurn]) -> list[TurnRecord]:
+        """Append completed turns to the session, in order, in one transaction; PermissionError as begin_turn."""
+        ...
+
+    # A user's memories one by one (the memory API). `namespace` scopes every call: a memory of another
+    # namespace is not found. Changes go to the document log like flushes, so indexes follow them.
+
+    async def memories(self, namespace: str, limit: int, offset: int = 0) -> list[Document]:
+        """The namespace's memories, newest first (by `created`, then id), without embeddings."""
+        ...
+
+    async def memory(self, namespace: str, doc_id: int) -> Document | None: ...
+
+    async def add_memory(self, namespace: str, text: str, embedding: np.ndarray, created: float,
+                         session: str | None = None) -> Document: ...
+
+    async def edit_memory(self, namespace: str, doc_id: int, text: str, embedding: np.ndarray) -> Document | None:
+        """Replace a memory's text and vector, keeping its id and date; None when there is no such memory."""
+        ...
+
+    async def delete_memory(self, namespace: str, doc_id: int) -> bool: ...
+
 
 class VectorStore(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
 
-    async def search(self, namespace: str, vector: np.ndarray, k: int) -> list[Hit]: ...
+    async def search(self, namespace: str, vector: np.ndarray, k: int) -> list[Hit]:
+        """The `k` documents nearest to `vector`, best first; score: inner product."""
+        ...
+
+    async def search_text(self, namespace: str, text: str, k: int) -> list[Hit]:
+        """The `k` documents that best share the words of `text` (BM25), best first; [] when `text` has
+        no content words (small talk)."""
+        ...
 
     async def refresh(self, namespace: str) -> None:
         """Bring the index of `namespace` up to date with the document log."""

@@ -10,9 +10,21 @@ import numpy as np
 
 from server.events import TurnCompleted
 from server.failpoints import failpoint
+from server.llm.estimate import approximate_tokens
 from server.logs import get_logger
+from server.memory.ranking import DEPTH, RankingPolicy, fuse, within_budget, worth_recalling
 from server.metrics import Metrics
-from server.protocols import KNOWLEDGE_NAMESPACE, Embedder, FlushPlan, Hit, TurnRecord, TurnStore, VectorStore
+from server.prompt import memory_order
+from server.protocols import (
+    KNOWLEDGE_NAMESPACE,
+    Embedder,
+    FlushPlan,
+    Hit,
+    ImportedTurn,
+    TurnRecord,
+    TurnStore,
+    VectorStore,
+)
 
 log = get_logger(__name__)
 
@@ -22,57 +34,70 @@ _RECOVER_GROUP = 256
 
 
 def without_buffered(hits: list[Hit], buffer: Sequence[TurnRecord]) -> list[Hit]:
-    """The memories that are not also turns of the buffer (a memory is one turn's pair_text, kept with
-    that turn's session)."""
-    held = {(t.session, t.pair_text) for t in buffer}
-    return [h for h in hits if (h.doc.session, h.doc.text) not in held] if held else hits
+    """The memories that are not made of turns of the buffer."""
+    held = {t.id for t in buffer}
+    return [h for h in hits if h.doc.turn not in held] if held else hits
 
 
 class LongTermMemory:
     def __init__(self, turns: TurnStore, vectors: VectorStore, embedder: Embedder, metrics: Metrics,
-                 flush_every: int, top_k: int, knowledge_top_k: int):
+                 flush_every: int, policy: RankingPolicy, knowledge_top_k: int, top_k: int | None = None):
         self.turns = turns
         self.vectors = vectors
         self.embedder = embedder
         self.metrics = metrics
         self.flush_every = flush_every
-        self.top_k = top_k
+        self.policy = policy
+        self.top_k = top_k  # at most this many memories; None: as many as fit the budget
         self.knowledge_top_k = knowledge_top_k
         self._flushing: dict[str, asyncio.Event] = {}
 
-    async def retrieve(self, namespace: str, vector: np.ndarray,
+    async def retrieve(self, namespace: str, text: str, vector: np.ndarray,
                        buffer: Sequence[TurnRecord] = ()) -> tuple[list[Hit], list[Hit]]:
-        """The user's most similar past pairs, other than the turns of `buffer` (the prompt's short-term
-        turns), and the most similar knowledge-base chunks."""
+        """The user's memories for the message `text` (embedded: `vector`), other than the turns of `buffer`
+        (the prompt's short-term turns), in prompt order; and the most similar knowledge-base chunks."""
         started = time.perf_counter()
-        # A flush that commits after the buffer was read has made its turns memories as well: the prompt
-        # must not hold them twice, so search past them. One search after the other: an index in memory
-        # answers without suspending, and a gather would cost two task hops for microseconds of work.
-        found = await self.vectors.search(namespace, vector, self.top_k + len(buffer) if self.top_k else 0)
-        memories = without_buffered(found, buffer)[:self.top_k]
+        memories = await self.recall(namespace, text, vector, buffer)
         knowledge = await self.vectors.search(KNOWLEDGE_NAMESPACE, vector, self.knowledge_top_k)
         self.metrics.retrieval.observe(time.perf_counter() - started)
         return memories, knowledge
+
+    async def recall(self, namespace: str, text: str, vector: np.ndarray, buffer: Sequence[TurnRecord] = (),
+                     limit: int | None = None) -> list[Hit]:
+        """What a turn with the message `text` puts in its prompt: fused, floored and budgeted (see
+        `ranking`), in prompt order. One search after the other: an index in memory answers without
+        suspending, and a gather would cost two task hops for microseconds of work."""
+        if self.top_k == 0 or self.policy.budget_tokens <= 0 or not worth_recalling(text):
+            return []
+        dense = await self.vectors.search(namespace, vector, DEPTH)
+        words = await self.vectors.search_text(namespace, text, DEPTH)
+        # A flush that commits after the buffer was read has made its turns memories as well: the prompt
+        # must not hold them twice.
+        ranked = without_buffered(fuse(dense, words, text, self.policy), buffer)
+        caps = [n for n in (limit, self.top_k) if n is not None]
+        chosen = within_budget(ranked, self.policy.budget_tokens, approximate_tokens, min(caps) if caps else None)
+        return memory_order(chosen)
 
     async def on_turn_completed(self, event: TurnCompleted) -> None:
         if event.status == "complete":
             await self.flush(event.session)
 
-    async def flush(self, session: str) -> int:
-        """Flush the session's buffer while it holds FLUSH_EVERY turns; return documents written.
+    async def flush(self, session: str, every: int | None = None) -> int:
+        """Flush the session's buffer while it holds `every` turns (FLUSH_EVERY by default; 1 flushes all of
+        it); return documents written.
 
         One flush per session runs at a time in this process; across processes (or after a crash)
         the store's compare-and-set on the watermark makes a second flush of the same turns a no-op.
         """
-        running = self._flushing.get(session)
-        if running is not None:
+        while (running := self._flushing.get(session)) is not None:
             await running.wait()
-            return 0
+            if every is None:
+                return 0  # the running flush plans again before it stops: it takes what is due
         done = self._flushing[session] = asyncio.Event()
         written = 0
         try:
-            while plan := await self.turns.plan_flush(session, self.flush_every):
-                embeddings = await self.embedder.embed([t.pair_text for t in plan.turns], background=True)
+            while plan := await self.turns.plan_flush(session, every or self.flush_every):
+                embeddings = await self.embedder.embed([text for _, text in plan.documents], background=True)
                 # None: another writer moved the watermark (or the session was forgotten); plan again
                 written += await self._commit(plan, embeddings) or 0
         finally:
@@ -112,12 +137,12 @@ class LongTermMemory:
         written, stale = 0, []
         try:
             plans = [p for p in [await self.turns.plan_flush(s, self.flush_every) for s in claimed] if p]
-            texts = [t.pair_text for plan in plans for t in plan.turns]
+            texts = [text for plan in plans for _, text in plan.documents]
             embeddings = await self.embedder.embed(texts, background=True) if texts else None
             start = 0
             for plan in plans:
-                count = await self._commit(plan, embeddings[start:start + len(plan.turns)])
-                start += len(plan.turns)
+                count = await self._commit(plan, embeddings[start:start + len(plan.documents)])
+                start += len(plan.documents)
                 if count is None:
                     stale.append(plan.session)
                 written += count or 0
@@ -127,6 +152,13 @@ class LongTermMemory:
         for session in stale:  # another writer moved on meanwhile: what is left goes the usual way
             written += await self.flush(session)
         return written
+
+    async def import_turns(self, session: str, namespace: str, turns: Sequence[ImportedTurn]) -> list[TurnRecord]:
+        """Store completed turns of `session` in order, then flush all of them into memory as live turns are
+        flushed; returns once they are retrievable. The caller keeps live turns off the session meanwhile."""
+        records = await self.turns.import_turns(session, namespace, turns)
+        await self.flush(session, every=1)
+        return records
 
     async def forget(self, session: str, namespace: str) -> int:
         """Delete a session's turns and the memories made of them; return how many memories went.

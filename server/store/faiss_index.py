@@ -12,7 +12,7 @@ import hashlib
 import json
 import struct
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import faiss
@@ -21,6 +21,7 @@ import numpy as np
 from common.files import atomic_write
 from server.failpoints import thread_failpoint
 from server.protocols import Document, Hit, LogEntry, LogExpired
+from server.store.lexical import LexicalIndex
 
 LogReader = Callable[[str, int | str | None], Awaitable[list[LogEntry]]]
 
@@ -31,11 +32,15 @@ _MAGIC = b"DPFX1"
 
 @dataclass
 class NamespaceIndex:
+    """One namespace's documents: their vectors (FAISS), their words (BM25) and what a hit returns."""
+
     dim: int
     cursor: int | str | None = None
     index: faiss.IndexIDMap2 = None  # type: ignore[assignment]
-    texts: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    docs: dict[int, Document] = field(default_factory=dict)  # without their embeddings
     dirty: bool = False
+    words: LexicalIndex = field(default_factory=LexicalIndex)
+    vectors: bool = True  # False: words only (vectors are searched elsewhere, e.g. in Redis)
 
     def __post_init__(self):
         if self.index is None:
@@ -49,21 +54,30 @@ class NamespaceIndex:
                 adds[doc_id] = entry.doc
             else:
                 adds.pop(doc_id, None)
-                if doc_id in self.texts:
-                    self.index.remove_ids(np.array([doc_id], dtype=np.int64))
-                    del self.texts[doc_id]
+                if doc_id in self.docs:
+                    if self.vectors:
+                        self.index.remove_ids(np.array([doc_id], dtype=np.int64))
+                    self.words.remove(doc_id)
+                    del self.docs[doc_id]
             self.cursor = entry.cursor
-        fresh = {i: d for i, d in adds.items() if i not in self.texts}
-        if fresh:
+        fresh = {i: d for i, d in adds.items() if i not in self.docs}
+        if fresh and self.vectors:
             ids = np.fromiter(fresh, dtype=np.int64, count=len(fresh))
-            vectors = np.stack([np.asarray(d.embedding, np.float32) for d in fresh.values()])
-            self.index.add_with_ids(vectors, ids)
-            for i, d in fresh.items():
-                self.texts[i] = (d.text, d.session)
+            self.index.add_with_ids(np.stack([np.asarray(d.embedding, np.float32) for d in fresh.values()]), ids)
+        if fresh:
+            self._remember(fresh.values())
         self.dirty = self.dirty or bool(entries)
 
-    def search(self, namespace: str, vector: np.ndarray, k: int) -> list[Hit]:
-        return self.hits(namespace, *self.nearest(vector, k))
+    def _remember(self, docs) -> None:
+        docs = [replace(d, embedding=None) for d in docs]
+        self.docs.update((d.id, d) for d in docs)
+        self.words.add([(d.id, d.text) for d in docs])
+
+    def search(self, vector: np.ndarray, k: int) -> list[Hit]:
+        return self.hits(*self.nearest(vector, k))
+
+    def search_text(self, text: str, k: int) -> list[Hit]:
+        return [Hit(self.docs[doc_id], score) for doc_id, score in self.words.search(text, k)]
 
     def nearest(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Scores and document ids of the `k` nearest vectors (FAISS pads with id -1)."""
@@ -73,38 +87,35 @@ class NamespaceIndex:
         scores, ids = self.index.search(np.asarray(vector, np.float32).reshape(1, -1), k)
         return scores[0], ids[0]
 
-    def hits(self, namespace: str, scores: np.ndarray, ids: np.ndarray) -> list[Hit]:
-        hits = []
-        for score, doc_id in zip(scores, ids, strict=True):
-            if doc_id < 0:
-                continue
-            text, session = self.texts[int(doc_id)]
-            hits.append(Hit(Document(int(doc_id), namespace, text, None, session), float(score)))
-        return hits
+    def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[Hit]:
+        return [Hit(self.docs[int(doc_id)], float(score))
+                for score, doc_id in zip(scores, ids, strict=True) if doc_id >= 0]
 
     def to_bytes(self) -> bytes:
-        meta = json.dumps({"cursor": self.cursor, "dim": self.dim,
-                           "texts": {str(k): v for k, v in self.texts.items()}}, ensure_ascii=False).encode()
+        docs = {str(i): [d.text, d.session, d.created, d.turn] for i, d in self.docs.items()}
+        meta = json.dumps({"cursor": self.cursor, "dim": self.dim, "texts": docs}, ensure_ascii=False).encode()
         blob = faiss.serialize_index(self.index).tobytes()
         return _MAGIC + struct.pack("<Q", len(meta)) + meta + blob
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> NamespaceIndex:
+    def from_bytes(cls, data: bytes, namespace: str) -> NamespaceIndex:
         if not data.startswith(_MAGIC):
             raise ValueError("not an index snapshot")
         (meta_len,) = struct.unpack_from("<Q", data, len(_MAGIC))
         start = len(_MAGIC) + 8
         meta = json.loads(data[start:start + meta_len])
         index = faiss.deserialize_index(np.frombuffer(data[start + meta_len:], dtype=np.uint8))
-        texts = {int(k): (v[0], v[1]) for k, v in meta["texts"].items()}
-        return cls(dim=meta["dim"], cursor=meta["cursor"], index=index, texts=texts)
+        loaded = cls(dim=meta["dim"], cursor=meta["cursor"], index=index)
+        # snapshots before dates and turns were kept hold [text, session]
+        loaded._remember(Document(int(i), namespace, v[0], None, *v[1:]) for i, v in meta["texts"].items())
+        return loaded
 
 
-def search_in_thread(index: NamespaceIndex, namespace: str, vector: np.ndarray, k: int) -> list[Hit]:
+def search_in_thread(index: NamespaceIndex, vector: np.ndarray, k: int) -> list[Hit]:
     found = index.nearest(vector, k)
     # tests widen the gap between FAISS's answer and the text lookup, where a concurrent removal shows
     thread_failpoint("faiss.search.lookup")
-    return index.hits(namespace, *found)
+    return index.hits(*found)
 
 
 class ThreadedSearches:
@@ -149,12 +160,13 @@ class FaissVectorStore:
     """
 
     def __init__(self, read_log: LogReader, dim: int, snapshot_dir: Path | None = None,
-                 snapshot_interval: float = 5.0):
+                 snapshot_interval: float = 5.0, vectors: bool = True):
         # One query at a time gains nothing from OpenMP threads, and waking them after every I/O wait
         # costs milliseconds on a busy machine; concurrency comes from serving many turns instead.
         faiss.omp_set_num_threads(1)
         self._read_log = read_log
         self.dim = dim
+        self.vectors = vectors  # False: only `search_text` (a words index beside vectors searched elsewhere)
         self.snapshot_dir = Path(snapshot_dir) if snapshot_dir else None
         self.snapshot_interval = snapshot_interval
         self._indexes: dict[str, NamespaceIndex] = {}
@@ -174,6 +186,9 @@ class FaissVectorStore:
             self._saver = None
         await self.save()
 
+    def _empty(self) -> NamespaceIndex:
+        return NamespaceIndex(self.dim, vectors=self.vectors)
+
     def _path(self, namespace: str) -> Path:
         assert self.snapshot_dir is not None
         return self.snapshot_dir / (hashlib.sha256(namespace.encode()).hexdigest()[:32] + ".faiss")
@@ -182,14 +197,14 @@ class FaissVectorStore:
         if self.snapshot_dir is not None:
             path = self._path(namespace)
             try:
-                index = NamespaceIndex.from_bytes(path.read_bytes())
+                index = NamespaceIndex.from_bytes(path.read_bytes(), namespace)
                 if index.dim == self.dim:
                     return index
             except FileNotFoundError:
                 pass
             except (ValueError, RuntimeError, KeyError, json.JSONDecodeError):
                 path.unlink(missing_ok=True)  # a damaged snapshot is rebuilt from the log
-        return NamespaceIndex(self.dim)
+        return self._empty()
 
     async def refresh(self, namespace: str) -> NamespaceIndex:
         lock = self._locks.setdefault(namespace, asyncio.Lock())
@@ -202,7 +217,7 @@ class FaissVectorStore:
             except LogExpired:
                 # the log was compacted past this index's cursor: what it missed may include deletes,
                 # so start over from the compacted state rather than patch the old index
-                return await self._rebuild(namespace, NamespaceIndex(self.dim))
+                return await self._rebuild(namespace, self._empty())
             if entries:
                 # holding the lock keeps new searches out (they refresh first) while these finish
                 await self._searches(namespace).idle()
@@ -218,7 +233,7 @@ class FaissVectorStore:
         try:
             entries = await self._read_log(namespace, index.cursor)
         except LogExpired:  # a snapshot on disk older than the compacted log
-            index = NamespaceIndex(self.dim)
+            index = self._empty()
             entries = await self._read_log(namespace, None)
         if entries:
             await asyncio.to_thread(index.apply, entries)
@@ -231,8 +246,15 @@ class FaissVectorStore:
         index = await self.refresh(namespace)
         if index.index.ntotal > _INLINE_SEARCH_MAX:
             # counted before this coroutine yields again, so no `apply` can run before the thread ends
-            return await self._searches(namespace).run(search_in_thread, index, namespace, vector, k)
-        return index.search(namespace, vector, k)
+            return await self._searches(namespace).run(search_in_thread, index, vector, k)
+        return index.search(vector, k)
+
+    async def search_text(self, namespace: str, text: str, k: int) -> list[Hit]:
+        if k <= 0:
+            return []
+        index = await self.refresh(namespace)
+        # FTS5 answers in C in well under a millisecond at user scale: inline, like small vector searches
+        return index.search_text(text, k)
 
     def size(self, namespace: str) -> int:
         index = self._indexes.get(namespace)

@@ -71,16 +71,25 @@ class RedisKnnVectorStore:
     async def refresh(self, namespace: str) -> None:
         return None
 
+    async def search_text(self, namespace: str, text: str, k: int) -> list[Hit]:
+        """Words are searched by each replica's own index (RedisVectorStore.words), not by Redis."""
+        return []
+
     async def search(self, namespace: str, vector: np.ndarray, k: int) -> list[Hit]:
         if k <= 0:
             return []
         tag = hashlib.sha1(namespace.encode()).hexdigest()
         query = (Query(f"(@nsh:{{{tag}}})=>[KNN {int(k)} @emb $vec AS dist]").sort_by("dist")
-                 .return_fields("text", "session", "dist").paging(0, int(k)).dialect(2))
+                 .return_fields("text", "session", "created", "turn", "dist").paging(0, int(k)).dialect(2))
         params = {"vec": np.ascontiguousarray(vector, dtype=np.float32).tobytes()}
         result = await self.link.run(lambda r: r.ft(self.index).search(query, query_params=params))
         key_prefix = f"{self.prefix}d:"
         # IP distance is 1 - <a, b>: back to FAISS's inner-product score
-        return [Hit(Document(int(doc.id[len(key_prefix):]), namespace, getattr(doc, "text", ""), None,
-                             getattr(doc, "session", None) or None), 1.0 - float(doc.dist))
+        return [Hit(_document(doc, int(doc.id[len(key_prefix):]), namespace), 1.0 - float(doc.dist))
                 for doc in result.docs]
+
+
+def _document(found, doc_id: int, namespace: str) -> Document:
+    created = getattr(found, "created", None)
+    return Document(doc_id, namespace, getattr(found, "text", ""), None, getattr(found, "session", None) or None,
+                    float(created) if created else None, getattr(found, "turn", None) or None)

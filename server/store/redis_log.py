@@ -30,6 +30,10 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("utf-8")
 
 
+def _time(value: bytes | None) -> float | None:
+    return float(value) if value else None
+
+
 def _split(packed: bytes, lengths: bytes) -> list[bytes]:
     """Cuts a concatenation back into its parts, given their comma-separated byte lengths."""
     parts, pos = [], 0
@@ -79,9 +83,10 @@ class RedisLogReader:
             scan = reply[0]
             ids = [int(i) for i in reply[1].split(b",")] if reply[1] else []
             texts, sessions, embs = _split(reply[3], reply[2]), _split(reply[5], reply[4]), _split(reply[7], reply[6])
-            for doc_id, text, session, emb in zip(ids, texts, sessions, embs, strict=True):
-                vector = np.frombuffer(emb, np.float32)
-                doc = Document(doc_id, namespace, text.decode(), vector, session.decode() or None)
+            times, turns = reply[8].split(b",") if ids else [], _split(reply[10], reply[9])
+            for doc_id, text, session, emb, created, turn in zip(ids, texts, sessions, embs, times, turns, strict=True):
+                doc = Document(doc_id, namespace, text.decode(), np.frombuffer(emb, np.float32),
+                               session.decode() or None, _time(created), turn.decode() or None)
                 entries.append(LogEntry(upto, "add", doc))
             if scan == b"0":
                 return entries
@@ -93,14 +98,14 @@ class RedisLogReader:
             reply = await self._script("LOG_SINCE", [namespace, cursor, _PAGE])
             if len(reply) == 1:  # {'expired'}
                 return None
-            for i in range(0, len(reply), 6):
+            for i in range(0, len(reply), 8):
                 entry_id, doc_id, op = reply[i].decode(), int(reply[i + 1]), reply[i + 2].decode()
                 if op == "add":
-                    doc = Document(doc_id, namespace, reply[i + 3].decode(),
-                                   np.frombuffer(reply[i + 4], np.float32), _text(reply[i + 5]) or None)
+                    doc = Document(doc_id, namespace, reply[i + 3].decode(), np.frombuffer(reply[i + 4], np.float32),
+                                   _text(reply[i + 5]) or None, _time(reply[i + 6]), _text(reply[i + 7]) or None)
                 else:
                     doc = Document(doc_id, namespace, "")
                 entries.append(LogEntry(entry_id, op, doc))  # type: ignore[arg-type]
-            if len(reply) < 6 * _PAGE:
+            if len(reply) < 8 * _PAGE:
                 return entries
             cursor = entries[-1].cursor  # type: ignore[assignment]

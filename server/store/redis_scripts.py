@@ -3,13 +3,18 @@
 Keys (prefix P = REDIS_PREFIX):
     P s:<session>      hash   ns, created, seq (last turn's), flushed (watermark)
     P st:<session>     zset   turn ids scored by seq
-    P t:<turn>         hash   session, seq, user, resp, status, created, completed
+    P t:<turn>         hash   session, seq, user, resp, status, created, completed, uname, aname (speakers)
+    P nss:<ns>         zset   the namespace's sessions scored by minus their last turn's time (their
+                              creation's, without turns): ZRANGE lists the most recent first, ties by id
     P lease:<session>  string id of the turn running on the session (PX; renewed by its replica)
     P pending          set    turns not finished yet (crash recovery)
     P unflushed        zset   session -> completed turns above its watermark
     P fl:<session>     list   "from to documents at", one per flush
     P docid            counter for document ids (FAISS needs integers)
-    P d:<id>           hash   ns, nsh (sha1 of ns, a KNN tag), session|source, turn, text, emb, created
+    P d:<id>           hash   ns, nsh (sha1 of ns, a KNN tag), session|source, turn, text, emb, created (when
+                              what it remembers was said: its turn's time)
+    P nsd:<ns>         zset   the namespace's document ids, zero-padded (doc_member) so that ZREVRANGE lists
+                              them newest first by created, then by id
     P sd:<session>     set    document ids of the session
     P log:<ns>         stream op=add|del, doc=<id>: the change log vector indexes replay; trimmed once folded
     P sn:<ns>          set    the compacted log: ids of the namespace's live documents as of P snu:<ns>
@@ -24,9 +29,25 @@ the caller, finish_turn only moves a turn out of pending, commit_flush compares-
 watermark (and checks that the session still holds the planned turns), knowledge compares digests,
 compaction folds by document id and trims only what it has folded. Keys are built inside the scripts,
 which Redis Cluster forbids; a single Redis (with replicas / Sentinel) is the supported deployment.
+The memory API's and imports' scripts are in redis_memory_scripts.
 """
 
-BEGIN_TURN = """
+# Lua helpers, prepended to the scripts that use them.
+DOC_MEMBER = """
+local function doc_member(id) return string.format('%016d', tonumber(id)) end
+"""
+
+# A session's place in P nss:<ns>: its last turn's time `at` (for its first turn, or a new session, just `at`).
+TOUCH_SESSION = """
+local function touch_session(P, ns, sid, had_turns, at)
+  local key = P .. 'nss:' .. ns
+  local old = redis.call('ZSCORE', key, sid)
+  if had_turns and old and -tonumber(old) >= tonumber(at) then return end
+  redis.call('ZADD', key, -tonumber(at), sid)
+end
+"""
+
+BEGIN_TURN = TOUCH_SESSION + """
 local P, sid, ns, text, tid, now, lease = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local tkey = P .. 't:' .. tid
 if redis.call('EXISTS', tkey) == 1 then
@@ -44,6 +65,7 @@ local seq = redis.call('HINCRBY', skey, 'seq', 1)
 redis.call('HSET', tkey, 'session', sid, 'seq', seq, 'user', text, 'status', 'pending', 'created', now)
 redis.call('ZADD', P .. 'st:' .. sid, seq, tid)
 redis.call('SADD', P .. 'pending', tid)
+touch_session(P, ns, sid, seq > 1, now)
 return {'ok', tostring(seq), now}
 """
 
@@ -69,7 +91,7 @@ if redis.call('GET', lkey) == tid then redis.call('DEL', lkey) end
 return applied
 """
 
-# Returns {namespace|false, watermark|false, then 6 fields per turn}; mode 'buffer' keeps only the
+# Returns {namespace|false, watermark|false, then 8 fields per turn}; mode 'buffer' keeps only the
 # completed turns above the watermark, 'history' every turn.
 READ_TURNS = """
 local P, sid, mode = ARGV[1], ARGV[2], ARGV[3]
@@ -79,34 +101,34 @@ if not s[1] then return out end
 local min = '-inf'
 if mode == 'buffer' then min = '(' .. s[2] end
 for _, tid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'st:' .. sid, min, '+inf')) do
-  local t = redis.call('HMGET', P .. 't:' .. tid, 'seq', 'user', 'resp', 'status', 'created')
+  local t = redis.call('HMGET', P .. 't:' .. tid, 'seq', 'user', 'resp', 'status', 'created', 'uname', 'aname')
   if t[4] and (mode ~= 'buffer' or t[4] == 'complete') then
     out[#out + 1] = tid
-    out[#out + 1] = t[1]
-    out[#out + 1] = t[2]
-    out[#out + 1] = t[3]
-    out[#out + 1] = t[4]
-    out[#out + 1] = t[5]
+    for i = 1, 7 do out[#out + 1] = t[i] end
   end
 end
 return out
 """
 
-COMMIT_FLUSH = """
-local P, sid, ns, after, upto, now, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+# ARGV: P, session, namespace, watermark planned from, new watermark, now, last planned turn, n, then per
+# document: its turn, text, emb, created (its turn's: a memory is dated by when it was said, not flushed).
+COMMIT_FLUSH = DOC_MEMBER + """
+local P, sid, ns, after, upto, now, last, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7],
+                                              tonumber(ARGV[8])
 local skey = P .. 's:' .. sid
 local flushed = redis.call('HGET', skey, 'flushed')
 if not flushed or tonumber(flushed) ~= tonumber(after) then return false end
 -- a session forgotten and recreated since the plan has the same watermark but new turns: the planned
 -- ones went with the forget
-if redis.call('HGET', P .. 't:' .. ARGV[5 + 3 * n], 'session') ~= sid then return false end
+if redis.call('HGET', P .. 't:' .. last, 'session') ~= sid then return false end
 local log, nsh, ids = P .. 'log:' .. ns, redis.sha1hex(ns), {}
 for i = 0, n - 1 do
-  local tid, text, emb = ARGV[8 + 3 * i], ARGV[9 + 3 * i], ARGV[10 + 3 * i]
+  local tid, text, emb, created = ARGV[9 + 4 * i], ARGV[10 + 4 * i], ARGV[11 + 4 * i], ARGV[12 + 4 * i]
   local id = redis.call('INCR', P .. 'docid')
   redis.call('HSET', P .. 'd:' .. id, 'ns', ns, 'nsh', nsh, 'session', sid, 'turn', tid, 'text', text,
-             'emb', emb, 'created', now)
+             'emb', emb, 'created', created)
   redis.call('SADD', P .. 'sd:' .. sid, id)
+  redis.call('ZADD', P .. 'nsd:' .. ns, created, doc_member(id))
   redis.call('XADD', log, '*', 'op', 'add', 'doc', id)
   ids[#ids + 1] = id
 end
@@ -122,7 +144,7 @@ return ids
 """
 
 # -1: a turn holds the session's lease (it runs on some replica); else the number of documents removed.
-FORGET_SESSION = """
+FORGET_SESSION = DOC_MEMBER + """
 local P, sid = ARGV[1], ARGV[2]
 if redis.call('EXISTS', P .. 'lease:' .. sid) == 1 then return -1 end
 local n, sd = 0, P .. 'sd:' .. sid
@@ -131,6 +153,7 @@ for _, id in ipairs(redis.call('SMEMBERS', sd)) do
   local ns = redis.call('HGET', dkey, 'ns')
   if ns then
     redis.call('DEL', dkey)
+    redis.call('ZREM', P .. 'nsd:' .. ns, doc_member(id))
     redis.call('XADD', P .. 'log:' .. ns, '*', 'op', 'del', 'doc', id)
     n = n + 1
   end
@@ -140,13 +163,16 @@ for _, tid in ipairs(redis.call('ZRANGE', st, 0, -1)) do
   redis.call('DEL', P .. 't:' .. tid)
   redis.call('SREM', P .. 'pending', tid)
 end
+local owner = redis.call('HGET', P .. 's:' .. sid, 'ns')
+if owner then redis.call('ZREM', P .. 'nss:' .. owner, sid) end
 redis.call('DEL', sd, st, P .. 's:' .. sid, P .. 'fl:' .. sid)
 redis.call('ZREM', P .. 'unflushed', sid)
 return n
 """
 
-# Entries after `cursor` (a stream id; '' for the beginning), 6 fields each: cursor, doc id, op, text, emb,
-# session. An add whose document is gone (forgotten since) reads as a del, like the SQLite log's LEFT JOIN.
+# Entries after `cursor` (a stream id; '' for the beginning), 8 fields each: cursor, doc id, op, text, emb,
+# session, created, turn. An add whose document is gone (forgotten since) reads as a del, like the SQLite
+# log's LEFT JOIN.
 # {'expired'} when entries the caller has not read may have been trimmed: trims cut a prefix, so that is
 # when its cursor entry is gone, or, reading from the beginning, when compaction has begun.
 LOG_SINCE = """
@@ -162,45 +188,39 @@ local out = {}
 for _, e in ipairs(redis.call('XRANGE', log, start, '+', 'COUNT', count)) do
   local f = e[2]
   local op, id = f[2], f[4]
-  local d = {false, false, false}
-  if op == 'add' then d = redis.call('HMGET', P .. 'd:' .. id, 'text', 'emb', 'session') end
+  local d = {false}
+  if op == 'add' then d = redis.call('HMGET', P .. 'd:' .. id, 'text', 'emb', 'session', 'created', 'turn') end
   out[#out + 1] = e[1]
   out[#out + 1] = id
-  if d[1] then
-    out[#out + 1] = 'add'
-    out[#out + 1] = d[1]
-    out[#out + 1] = d[2]
-    out[#out + 1] = d[3] or ''
-  else
-    out[#out + 1] = 'del'
-    out[#out + 1] = ''
-    out[#out + 1] = ''
-    out[#out + 1] = ''
-  end
+  out[#out + 1] = d[1] and 'add' or 'del'
+  for i = 1, 5 do out[#out + 1] = d[1] and d[i] or '' end
 end
 return out
 """
 
 # One SSCAN page of the compacted log, packed: {next scan cursor, ids, text lengths, texts, session lengths,
-# sessions, embedding lengths, embeddings}, ids and lengths comma-separated, the rest concatenated. A load
+# sessions, embedding lengths, embeddings, created times, turn lengths, turns}, ids, lengths and times
+# comma-separated (a missing time is empty), the rest concatenated. A load
 # reads every live document at once, and a reply element costs the client far more than its bytes do.
 # A listed document whose hash is gone was deleted after the snapshot: its del is in the stream tail.
 SNAPSHOT_PAGE = """
 local P, ns, scan, count = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local page = redis.call('SSCAN', P .. 'sn:' .. ns, scan, 'COUNT', count)
-local ids, texts, tlen, sessions, slen, embs, elen = {}, {}, {}, {}, {}, {}, {}
+local ids, texts, tlen, sessions, slen, embs, elen, created, turns, ulen = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
 for _, id in ipairs(page[2]) do
-  local d = redis.call('HMGET', P .. 'd:' .. id, 'text', 'emb', 'session')
+  local d = redis.call('HMGET', P .. 'd:' .. id, 'text', 'emb', 'session', 'created', 'turn')
   if d[1] then
-    local session = d[3] or ''
-    ids[#ids + 1] = id
+    local session, turn = d[3] or '', d[5] or ''
+    ids[#ids + 1], created[#created + 1] = id, d[4] or ''
     texts[#texts + 1], tlen[#tlen + 1] = d[1], #d[1]
     embs[#embs + 1], elen[#elen + 1] = d[2], #d[2]
     sessions[#sessions + 1], slen[#slen + 1] = session, #session
+    turns[#turns + 1], ulen[#ulen + 1] = turn, #turn
   end
 end
 return {page[1], table.concat(ids, ','), table.concat(tlen, ','), table.concat(texts),
-        table.concat(slen, ','), table.concat(sessions), table.concat(elen, ','), table.concat(embs)}
+        table.concat(slen, ','), table.concat(sessions), table.concat(elen, ','), table.concat(embs),
+        table.concat(created, ','), table.concat(ulen, ','), table.concat(turns)}
 """
 
 # Folds up to `count` log entries after P snu:<ns> into P sn:<ns>, then trims the log below the older of
@@ -233,11 +253,12 @@ if #entries == count then return {1, trimmed} end
 return {0, trimmed}
 """
 
-_DROP_SOURCE = """
+_DROP_SOURCE = DOC_MEMBER + """
 local function drop_source(P, kns, source)
   local set = P .. 'kbd:' .. source
   for _, id in ipairs(redis.call('SMEMBERS', set)) do
     if redis.call('DEL', P .. 'd:' .. id) == 1 then
+      redis.call('ZREM', P .. 'nsd:' .. kns, doc_member(id))
       redis.call('XADD', P .. 'log:' .. kns, '*', 'op', 'del', 'doc', id)
     end
   end
@@ -255,6 +276,7 @@ for i = 0, n - 1 do
   redis.call('HSET', P .. 'd:' .. id, 'ns', kns, 'nsh', nsh, 'source', source, 'text', ARGV[7 + 2 * i],
              'emb', ARGV[8 + 2 * i], 'created', now)
   redis.call('SADD', set, id)
+  redis.call('ZADD', P .. 'nsd:' .. kns, now, doc_member(id))
   redis.call('XADD', log, '*', 'op', 'add', 'doc', id)
 end
 redis.call('HSET', P .. 'kb', source, digest)

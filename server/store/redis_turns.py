@@ -28,6 +28,7 @@ from server.store import redis_scripts as lua
 from server.store.redis_compactor import LogCompactor
 from server.store.redis_link import RedisLink, SessionLeased
 from server.store.redis_log import RedisLogReader
+from server.store.redis_memories import MEMORY_SCRIPTS, RedisMemories
 
 log = get_logger(__name__)
 
@@ -39,7 +40,9 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("utf-8")
 
 
-class RedisTurnStore:
+class RedisTurnStore(RedisMemories):
+    """The memory API's operations and turn imports come from RedisMemories (redis_memories)."""
+
     def __init__(self, link: RedisLink, prefix: str = "dongpo:", lease_ttl: float = 15.0, *,
                  compact_every: float = 60.0, log_keep: float = 600.0):
         """`compact_every`: seconds between log compactions (0: none); `log_keep`: seconds of stream kept
@@ -63,6 +66,8 @@ class RedisTurnStore:
             "BEGIN_TURN", "FINISH_TURN", "READ_TURNS", "COMMIT_FLUSH", "FORGET_SESSION", "LOG_SINCE",
             "SNAPSHOT_PAGE", "COMPACT_LOG", "REPLACE_KNOWLEDGE", "DROP_KNOWLEDGE", "REAP_PENDING",
             "RENEW_LEASES")}
+        self._scripts.update((name, client.register_script(source)) for name, source in MEMORY_SCRIPTS.items())
+        await self.index_existing()
         self._keeper = asyncio.create_task(self._keep_leases(), name="redis-leases")
         if self._compactor.every > 0:
             self._compacting = asyncio.create_task(self._compactor.run(), name="redis-log-compaction")
@@ -125,8 +130,9 @@ class RedisTurnStore:
         namespace, flushed = _text(reply[0]), int(reply[1] or 0)
         turns = [TurnRecord(id=reply[i].decode(), session=session, seq=int(reply[i + 1]),
                             user_text=reply[i + 2].decode(), response=_text(reply[i + 3]),
-                            status=reply[i + 4].decode(), created=float(reply[i + 5]))
-                 for i in range(2, len(reply), 6)]
+                            status=reply[i + 4].decode(), created=float(reply[i + 5]),
+                            user_name=_text(reply[i + 6]), assistant_name=_text(reply[i + 7]))
+                 for i in range(2, len(reply), 8)]
         return namespace, flushed, turns
 
     async def buffer(self, session: str) -> list[TurnRecord]:
@@ -153,17 +159,19 @@ class RedisTurnStore:
         return FlushPlan(session=session, namespace=namespace, after_seq=flushed, turns=tuple(turns))
 
     async def commit_flush(self, plan: FlushPlan, embeddings: np.ndarray) -> list[Document] | None:
+        documents = plan.documents
         vectors = [np.ascontiguousarray(v, dtype=np.float32) for v in embeddings]
         args: list = [plan.session, plan.namespace, plan.after_seq, plan.upto_seq, repr(time.time()),
-                      len(plan.turns)]
-        for turn, vector in zip(plan.turns, vectors, strict=True):
-            args += [turn.id, turn.pair_text, vector.tobytes()]
+                      plan.turns[-1].id, len(documents)]
+        for (turn, text), vector in zip(documents, vectors, strict=True):
+            # a memory is dated by when it was said, not by when it was flushed
+            args += [turn.id, text, vector.tobytes(), repr(float(turn.created))]
         # safe to retry: a second run finds the watermark moved and returns nil
         ids = await self._script("COMMIT_FLUSH", args, wait=_FINISH_WAIT)
         if ids is None:
             return None
-        return [Document(int(doc_id), plan.namespace, turn.pair_text, vector, plan.session)
-                for doc_id, turn, vector in zip(ids, plan.turns, vectors, strict=True)]
+        return [Document(int(doc_id), plan.namespace, text, vector, plan.session, turn.created, turn.id)
+                for doc_id, (turn, text), vector in zip(ids, documents, vectors, strict=True)]
 
     async def sessions_needing_flush(self, every: int) -> list[str]:
         found = await self.link.run(lambda r: r.zrangebyscore(f"{self.prefix}unflushed", every, "+inf"))

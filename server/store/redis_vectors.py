@@ -1,4 +1,5 @@
-"""The VectorStore for STORE=redis: server-side KNN where Redis has a query engine, else FAISS fed by the log.
+"""The VectorStore for STORE=redis: server-side KNN where Redis has a query engine (and each replica's word index,
+fed by the log), else FAISS and the word index fed by the log.
 
 Which one is decided at start, when the Redis server can be asked (REDIS_KNN=auto|on|off).
 """
@@ -24,6 +25,7 @@ class RedisVectorStore:
         self.dim = dim
         self.knn = knn
         self.backend: VectorStore | None = None
+        self.words: VectorStore | None = None  # where search_text goes, when not to the backend
 
     async def start(self) -> None:
         available = self.knn != RedisKnnMode.OFF and await query_engine_available(self.turns.link)
@@ -32,6 +34,9 @@ class RedisVectorStore:
                                "Stack or Redis 8, or set REDIS_KNN=auto")
         if available:
             self.backend = RedisKnnVectorStore(self.turns.link, self.turns.prefix, self.dim)
+            # Redis searches the vectors; the words index is each replica's, kept current from the log
+            self.words = FaissVectorStore(self.turns.log_since, self.dim, vectors=False)
+            await self.words.start()
         else:
             # no snapshots: a replica rebuilds from the Redis log at start, which stays the one source of truth
             self.backend = FaissVectorStore(self.turns.log_since, self.dim)
@@ -45,11 +50,15 @@ class RedisVectorStore:
         return self.backend
 
     async def close(self) -> None:
-        if self.backend is not None:
-            await self.backend.close()
+        for store in (self.words, self.backend):
+            if store is not None:
+                await store.close()
 
     async def search(self, namespace: str, vector: np.ndarray, k: int) -> list[Hit]:
         return await self._store.search(namespace, vector, k)
+
+    async def search_text(self, namespace: str, text: str, k: int) -> list[Hit]:
+        return await (self.words or self._store).search_text(namespace, text, k)
 
     async def refresh(self, namespace: str) -> None:
         await self._store.refresh(namespace)

@@ -20,7 +20,8 @@ from typing import IO, TypeVar
 import numpy as np
 
 from server.errors import StartupError
-from server.protocols import KNOWLEDGE_NAMESPACE, Document, FlushPlan, LogEntry, TurnRecord
+from server.protocols import KNOWLEDGE_NAMESPACE, Document, FlushPlan, ImportedTurn, LogEntry, SessionInfo, TurnRecord
+from server.store import sqlite_memories as mem
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -39,20 +40,25 @@ CREATE TABLE IF NOT EXISTS turns (
     status TEXT NOT NULL,
     created REAL NOT NULL,
     completed REAL,
+    user_name TEXT,
+    assistant_name TEXT,
     UNIQUE (session, seq)
 );
 CREATE TABLE IF NOT EXISTS documents (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     namespace TEXT NOT NULL,
     session TEXT,
-    turn_id TEXT UNIQUE,
+    turn_id TEXT,
     source TEXT,
     text TEXT NOT NULL,
     embedding BLOB NOT NULL,
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS documents_session ON documents (session);
+CREATE INDEX IF NOT EXISTS documents_turn ON documents (turn_id);
 CREATE INDEX IF NOT EXISTS documents_source ON documents (source);
+CREATE INDEX IF NOT EXISTS documents_namespace ON documents (namespace, created);
+CREATE INDEX IF NOT EXISTS sessions_namespace ON sessions (namespace);
 CREATE TABLE IF NOT EXISTS doc_log (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     namespace TEXT NOT NULL,
@@ -76,12 +82,26 @@ CREATE TABLE IF NOT EXISTS knowledge (
 
 T = TypeVar("T")
 
-_TURN_COLUMNS = "id, session, seq, user_text, response, status, created"
+_TURN_COLUMNS = "id, session, seq, user_text, response, status, created, user_name, assistant_name"
+# Columns added since the first release: (table, column, type), added to an older database at start.
+_DOCUMENT_INDEXES = ("documents_session", "documents_turn", "documents_source", "documents_namespace")
+_ADDED_COLUMNS = (("turns", "user_name", "TEXT"), ("turns", "assistant_name", "TEXT"))
 
 
 def _turn(row) -> TurnRecord:
-    return TurnRecord(id=row[0], session=row[1], seq=row[2], user_text=row[3], response=row[4],
-                      status=row[5], created=row[6])
+    return TurnRecord(*row)
+
+
+def _migrate(con: sqlite3.Connection) -> None:
+    """Bring a database of an earlier release to this schema (SCHEMA has created what was missing)."""
+    sql = con.execute("SELECT sql FROM sqlite_master WHERE name = 'documents'").fetchone()[0]
+    if "turn_id TEXT UNIQUE" in sql:  # one memory per turn then; one per utterance now
+        con.executescript("BEGIN IMMEDIATE; ALTER TABLE documents RENAME TO documents_old;"
+                          + "".join(f"DROP INDEX IF EXISTS {index};" for index in _DOCUMENT_INDEXES) + SCHEMA
+                          + "INSERT INTO documents SELECT * FROM documents_old; DROP TABLE documents_old; COMMIT;")
+    for table, column, kind in _ADDED_COLUMNS:
+        if column not in {r[1] for r in con.execute(f"PRAGMA table_info({table})")}:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def _vec(blob: bytes) -> np.ndarray:
@@ -152,6 +172,7 @@ class SqliteTurnStore:
             # a forgotten turn must not stay readable in the free space of the pages it was deleted from
             con.execute("PRAGMA secure_delete=ON")
             con.executescript(SCHEMA)
+            _migrate(con)
             self._log_heads.update(con.execute("SELECT namespace, MAX(seq) FROM doc_log GROUP BY namespace"))
             self._con = con
 
@@ -212,6 +233,9 @@ class SqliteTurnStore:
             "SELECT namespace FROM sessions WHERE id = ?", (session,)).fetchone())
         return row[0] if row else None
 
+    async def sessions(self, namespace: str, limit: int, offset: int = 0) -> list[SessionInfo]:
+        return await self._run(lambda con: mem.list_sessions(con, namespace, limit, offset))
+
     async def plan_flush(self, session: str, every: int) -> FlushPlan | None:
         def work(con):
             row = con.execute("SELECT namespace, flushed_seq FROM sessions WHERE id = ?", (session,)).fetchone()
@@ -232,15 +256,16 @@ class SqliteTurnStore:
             if row is None or row[0] != plan.after_seq or not self._holds(con, plan):
                 return None  # someone else flushed (or forgot) this session meanwhile
             docs = []
-            for turn, vector in zip(plan.turns, embeddings, strict=True):
-                text = turn.pair_text
+            for (turn, text), vector in zip(plan.documents, embeddings, strict=True):
                 vector = np.ascontiguousarray(vector, dtype=np.float32)
+                # a memory is dated by when it was said, not by when it was flushed
                 cur = con.execute(
                     "INSERT INTO documents (namespace, session, turn_id, text, embedding, created) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
-                    (plan.namespace, plan.session, turn.id, text, vector.tobytes(), now))
+                    (plan.namespace, plan.session, turn.id, text, vector.tobytes(), turn.created))
                 self._log(con, plan.namespace, "add", [cur.lastrowid])
-                docs.append(Document(cur.lastrowid, plan.namespace, text, vector, plan.session))
+                docs.append(Document(cur.lastrowid, plan.namespace, text, vector, plan.session, turn.created,
+                                     turn.id))
             con.execute("UPDATE sessions SET flushed_seq = ? WHERE id = ?", (plan.upto_seq, plan.session))
             con.execute("INSERT INTO flushes (session, from_seq, to_seq, documents, at) VALUES (?, ?, ?, ?, ?)",
                         (plan.session, plan.after_seq, plan.upto_seq, len(docs), now))
@@ -272,10 +297,13 @@ class SqliteTurnStore:
             return len(docs)
 
         removed = await self._transaction(work)
-        # the WAL still holds earlier versions of the deleted pages: fold it into the database (whose pages
-        # secure_delete has zeroed) and empty it
-        await self._run(lambda con: con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+        await self._scrub()
         return removed
+
+    async def _scrub(self) -> None:
+        """After a delete, the WAL still holds earlier versions of the deleted pages: fold it into the database
+        (whose pages secure_delete has zeroed) and empty it."""
+        await self._run(lambda con: con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
 
     def _log(self, con, namespace: str, op: str, doc_ids: Sequence[int]) -> None:
         for doc_id in doc_ids:
@@ -285,18 +313,19 @@ class SqliteTurnStore:
     async def log_since(self, namespace: str, cursor: int | str | None) -> list[LogEntry]:
         if int(cursor or 0) >= self._log_heads.get(namespace, 0):
             return []
-        sql = """SELECT l.seq, l.op, l.doc_id, d.text, d.embedding, d.session FROM doc_log l
+        sql = """SELECT l.seq, l.op, l.doc_id, d.text, d.embedding, d.session, d.created, d.turn_id FROM doc_log l
                  LEFT JOIN documents d ON d.id = l.doc_id AND l.op = 'add'
                  WHERE l.namespace = ? AND l.seq > ? ORDER BY l.seq"""
         rows = await self._run(lambda con: con.execute(sql, (namespace, int(cursor or 0))).fetchall())
         entries = []
-        for seq, op, doc_id, text, blob, session in rows:
+        for seq, op, doc_id, text, blob, session, created, turn in rows:
             if op == "add" and text is None:
                 # added then deleted: a 'del' entry for it follows; still advance the cursor past it
                 entries.append(LogEntry(seq, "del", Document(doc_id, namespace, "")))
                 continue
             vector = _vec(blob) if blob is not None else None
-            entries.append(LogEntry(seq, op, Document(doc_id, namespace, text or "", vector, session)))
+            entries.append(LogEntry(seq, op, Document(doc_id, namespace, text or "", vector, session, created,
+                                                      turn)))
         return entries
 
     async def namespaces(self) -> list[str]:
@@ -341,3 +370,28 @@ class SqliteTurnStore:
     async def flush_count(self, session: str) -> int:
         return await self._run(lambda con: con.execute(
             "SELECT COUNT(*) FROM flushes WHERE session = ?", (session,)).fetchone()[0])
+
+    async def import_turns(self, session: str, namespace: str, turns: Sequence[ImportedTurn]) -> list[TurnRecord]:
+        return await self._transaction(lambda con: mem.import_turns(con, session, namespace, turns))
+
+    async def memories(self, namespace: str, limit: int, offset: int = 0) -> list[Document]:
+        return await self._run(lambda con: mem.list_memories(con, namespace, limit, offset))
+
+    async def memory(self, namespace: str, doc_id: int) -> Document | None:
+        return await self._run(lambda con: mem.get_memory(con, namespace, doc_id))
+
+    async def add_memory(self, namespace: str, text: str, embedding: np.ndarray, created: float,
+                         session: str | None = None) -> Document:
+        return await self._transaction(
+            lambda con: mem.add_memory(con, self._log, namespace, text, embedding, created, session))
+
+    async def edit_memory(self, namespace: str, doc_id: int, text: str, embedding: np.ndarray) -> Document | None:
+        edited = await self._transaction(
+            lambda con: mem.edit_memory(con, self._log, namespace, doc_id, text, embedding))
+        await self._scrub()
+        return edited
+
+    async def delete_memory(self, namespace: str, doc_id: int) -> bool:
+        deleted = await self._transaction(lambda con: mem.delete_memory(con, self._log, namespace, doc_id))
+        await self._scrub()
+        return deleted

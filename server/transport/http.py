@@ -42,19 +42,20 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
-async def _owned_session(request: web.Request) -> tuple[str, str]:
+async def owned_session(request: web.Request) -> tuple[str, str]:
     session = valid_session_id(request.match_info["session"])
     owner = await request.app[k.CHAT].session_owner(session)
     if owner is None:
         raise ClientError("not_found", "no such session", 404)
     # without tokens a caller names its user as on /v1, where the body's `user` field does it
-    if not may_manage(owner, session, request.get(k.USER), request.query.get("user")):
+    if not may_manage(owner, session, request.get(k.USER), request.query.get("user"),
+                      request.app[k.SETTINGS].memory_scope):
         raise ClientError("forbidden", "the session belongs to another user", 403)
     return session, owner
 
 
 async def history(request: web.Request) -> web.Response:
-    session, _ = await _owned_session(request)
+    session, _ = await owned_session(request)
     turns = await request.app[k.CHAT].history(session)
     return web.json_response({"session": session, "turns": [
         {"turn": t.id, "seq": t.seq, "user": t.user_text, "response": t.response, "status": t.status,
@@ -62,7 +63,7 @@ async def history(request: web.Request) -> web.Response:
 
 
 async def forget(request: web.Request) -> web.Response:
-    session, namespace = await _owned_session(request)
+    session, namespace = await owned_session(request)
     removed = await request.app[k.CHAT].forget(session, namespace)  # refused while a turn streams on it
     return web.json_response({"session": session, "forgotten": True, "memories_removed": removed})
 

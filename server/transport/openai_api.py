@@ -36,7 +36,7 @@ from server.events import TurnReceived
 from server.logs import get_logger
 from server.protocols import GenerationParams, TurnRecord
 from server.transport.frames import MAX_SESSION_CHARS, valid_session_id, valid_text
-from server.transport.identity import api_session, namespace_for
+from server.transport.identity import api_session, memory_user, namespace_for
 from server.turn_events import TokenDelta, TurnEvent, TurnStarted
 
 log = get_logger(__name__)
@@ -177,8 +177,10 @@ def _identity(request: web.Request, req: CompletionRequest) -> _Caller:
     else:
         session = f"api-{uuid.uuid4().hex}"  # in-flight only: it names the running turn, never a stored chat
         return _Caller(session, namespace_for(None, session), _client_address(request), stateless=True)
-    namespace = namespace_for(user, session)
-    return _Caller(session, namespace, namespace, stateless=False)
+    # memories as on the websocket; without tokens the limits count per chat, as there
+    scope = request.app[k.SETTINGS].memory_scope
+    return _Caller(session, namespace_for(memory_user(user, scope), session), namespace_for(user, session),
+                   stateless=False)
 
 
 class _SSE:

@@ -9,12 +9,13 @@ import time
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from server.chat import ChatService
+from server.config import MemoryScope
 from server.errors import ClientError
 from server.events import TurnReceived
 from server.keys import CHAT, CONNECTIONS, METRICS, SETTINGS, USER
 from server.logs import get_logger
 from server.transport.frames import CancelFrame, ChatFrame, error_event, parse_frame
-from server.transport.identity import namespace_for
+from server.transport.identity import memory_user, namespace_for
 from server.transport.outbox import Outbox
 from server.turn_events import TurnEvent
 from server.turn_state import TurnControl
@@ -26,10 +27,12 @@ class Connection:
     """One websocket client: at most one turn streams on it at a time."""
 
     def __init__(self, ws: web.WebSocketResponse, chat: ChatService, user: str | None, max_chars: int, metrics,
-                 send_timeout: float = 15.0, transport: asyncio.BaseTransport | None = None):
+                 send_timeout: float = 15.0, transport: asyncio.BaseTransport | None = None,
+                 scope: MemoryScope = MemoryScope.USER):
         self.ws = ws
         self.chat = chat
-        self.user = user
+        self.user = user  # the authenticated one, if any
+        self.memory_user = memory_user(user, scope)
         self.max_chars = max_chars
         self.metrics = metrics
         self.outbox = Outbox(ws, send_timeout, transport=transport)
@@ -61,8 +64,9 @@ class Connection:
     async def start_turn(self, frame: ChatFrame, received_at: float) -> None:
         if self.turn is not None and not self.turn[1].released:
             raise ClientError("turn_in_progress", "a turn is already streaming on this connection", 409)
-        namespace = namespace_for(self.user, frame.session)
-        control = await self.chat.claim(frame.session, namespace)
+        namespace = namespace_for(self.memory_user, frame.session)
+        # without tokens the limits count per chat, as anyone who can connect can open another one
+        control = await self.chat.claim(frame.session, namespace_for(self.user, frame.session))
         self.turn = (frame.session, control)
         event = TurnReceived(frame.session, namespace, frame.text, received_at)
         control.task = asyncio.create_task(self._run(event, control))
@@ -124,7 +128,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     ws = _ExplainedWebSocket(settings.max_frame_bytes, heartbeat=30.0)
     await ws.prepare(request)
     conn = Connection(ws, app[CHAT], request.get(USER), settings.max_message_chars, app[METRICS],
-                      settings.send_timeout, request.transport)
+                      settings.send_timeout, request.transport, settings.memory_scope)
     app[CONNECTIONS].add(conn)
     app[METRICS].connections.inc()
     try:

@@ -81,7 +81,7 @@ async def test_the_user_field_names_the_memory_namespace_and_memories_never_cros
     alice, bob = new_user(), new_user()
     facts = ["My ginger cat Marmalade sleeps on the piano.", "I am training for a marathon in Kyoto."]
     async with client(api_server) as oai:
-        for text in facts:  # FLUSH_EVERY=2 on this server: two turns become two memories
+        for text in facts:  # FLUSH_EVERY=2 on this server: two turns become a memory per message
             await oai.chat.completions.create(model=api_server.model, user=alice,
                                               messages=[{"role": "user", "content": text}])
         docs = await asyncio.to_thread(wait_for_documents, api_server.data_dir, f"api:{alice}", 2)
@@ -212,7 +212,7 @@ async def test_a_named_users_conversations_are_read_and_forgotten_over_http_with
     user, side = new_user(), f"side-{uuid.uuid4().hex[:10]}"
     facts = [f"My kestrel {user} nests on the chimney.", f"My kestrel {user} eats beetles."]
     async with client(api_server) as oai:
-        for text in facts:  # FLUSH_EVERY=2: two memories
+        for text in facts:  # FLUSH_EVERY=2: a memory per message, four
             await oai.chat.completions.create(model=api_server.model, user=user,
                                               messages=[{"role": "user", "content": text}])
         await oai.chat.completions.create(model=api_server.model, user=user, extra_headers={"X-Session-Id": side},
@@ -229,7 +229,7 @@ async def test_a_named_users_conversations_are_read_and_forgotten_over_http_with
         assert [t["user"] for t in mine.json()["turns"]] == ["a side conversation"]
 
         forgotten = await http.delete(f"/sessions/api:{user}")
-        assert forgotten.status_code == 200 and forgotten.json()["memories_removed"] == 2
+        assert forgotten.status_code == 200 and forgotten.json()["memories_removed"] == 4  # a memory per message
         assert (await http.get(f"/sessions/api:{user}/history")).status_code == 404
         assert (await http.delete(f"/sessions/{side}", params={"user": user})).status_code == 200
     assert documents(api_server.data_dir, f"api:{user}") == []

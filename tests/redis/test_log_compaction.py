@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from server.protocols import LogExpired
 from server.store import redis_compactor, redis_log
 from server.store.faiss_index import FaissVectorStore
-from tests.redis.test_store_contract import DIM, complete_turns, unit_vectors
+from tests.redis.test_store_contract import DIM, unit_vectors
 
 pytestmark = pytest.mark.redis
 
@@ -30,7 +30,9 @@ class Memories:
         self.forgotten: set[int] = set()
 
     async def flush(self, session: str) -> list[int]:
-        await complete_turns(self.store, session, [f"{session} fact {i}" for i in range(5)], namespace=NS)
+        for i in range(5):  # turns without a reply: one memory each
+            turn = await self.store.begin_turn(session, NS, f"{session} fact {i}")
+            await self.store.finish_turn(turn.id, "", "complete")
         vectors = unit_vectors(5, seed=zlib.crc32(session.encode()))
         docs = await self.store.commit_flush(await self.store.plan_flush(session, 5), vectors)
         for doc, vector in zip(docs, vectors, strict=True):
@@ -49,7 +51,7 @@ class Memories:
 
 
 async def indexed(vectors: FaissVectorStore) -> dict[int, str]:
-    return {doc_id: text for doc_id, (text, _) in (await vectors.refresh(NS)).texts.items()}
+    return {doc_id: doc.text for doc_id, doc in (await vectors.refresh(NS)).docs.items()}
 
 
 async def stream(redis_server, prefix: str):
@@ -182,3 +184,32 @@ async def test_a_replica_reading_while_others_write_and_trim_never_misses_an_ent
     await a.compact_logs()
     assert await indexed(reader) == writer.live
     assert expired > 0, "no trim overtook the reader: the race this test is about did not happen"
+
+
+async def test_a_reader_after_compaction_gets_dates_turns_and_edited_memories_as_written(replica, redis_server, prefix):
+    a = await replica(compact_every=0, log_keep=0)
+    writer = Memories(a)
+    flushed = await writer.flush("dated")
+    turns = await a.history("dated")
+    note_vector, edit_vector = unit_vectors(2, seed=70)
+    note = await a.add_memory(NS, "a note added by hand", note_vector, 77.0)
+    await a.edit_memory(NS, flushed[0], "an edited memory", edit_vector)  # logs a del, then an add of the id
+    expected = {doc_id: (writer.live[doc_id], t.created, t.id) for doc_id, t in zip(flushed, turns, strict=True)}
+    expected[flushed[0]] = ("an edited memory", turns[0].created, turns[0].id)
+    expected[note.id] = ("a note added by hand", 77.0, None)
+
+    async def fresh_reader() -> dict[int, tuple]:
+        log = await (await replica(compact_every=0)).log_since(NS, None)
+        live: dict[int, tuple] = {}
+        for entry in log:  # replayed as an index would
+            live.pop(entry.doc.id, None)
+            if entry.op == "add":
+                live[entry.doc.id] = (entry.doc.text, entry.doc.created, entry.doc.turn)
+        return live
+
+    # folded up to the edit's del: the snapshot lacks the id, the stream tail brings it back
+    assert await a._script("COMPACT_LOG", [NS, 7, 0]) == [1, 6]
+    assert await fresh_reader() == expected
+    await a.compact_logs()
+    assert len(await stream(redis_server, prefix)) == 1  # everything read from the snapshot now
+    assert await fresh_reader() == expected

@@ -10,12 +10,12 @@ import pytest
 
 from server.config import RedisKnnMode, Settings
 from server.errors import ClientError, StartupError
-from server.protocols import SessionBusy, StoreUnavailable
+from server.protocols import ImportedTurn, SessionBusy, StoreUnavailable
 from server.store.faiss_index import FaissVectorStore
 from server.store.redis_link import RedisLink
 from server.store.redis_turns import RedisTurnStore
 from server.store.redis_vectors import RedisVectorStore
-from tests.redis.test_store_contract import DIM, complete_turns, unit_vectors
+from tests.redis.test_store_contract import DIM, complete_turns, unit_vectors, vectors_for
 from tests.support.redis import RedisServer, flushes, search_server_command
 
 pytestmark = pytest.mark.redis
@@ -25,10 +25,10 @@ async def test_replicas_committing_the_same_flush_at_once_write_it_once(replica,
     replicas = [await replica() for _ in range(4)]
     await complete_turns(replicas[0], "race", [f"m{i}" for i in range(5)])
     plans = await asyncio.gather(*(r.plan_flush("race", 5) for r in replicas))
-    vectors = unit_vectors(5, seed=5)
+    vectors = vectors_for(plans[0], seed=5)
     results = await asyncio.gather(*(r.commit_flush(p, vectors) for r, p in zip(replicas, plans, strict=True)))
     assert sum(r is not None for r in results) == 1
-    assert flushes(redis_server.url, prefix, "race") == [(0, 5, 5)]
+    assert flushes(redis_server.url, prefix, "race") == [(0, 5, 10)]  # a memory per side of each turn
     log = await replicas[3].log_since("session:race", None)
     assert sorted(e.doc.id for e in log) == sorted(d.id for d in next(r for r in results if r))
 
@@ -71,8 +71,9 @@ async def test_an_index_on_one_replica_catches_up_with_flushes_and_forgets_made_
     index_b = FaissVectorStore(b.log_since, DIM)
     assert await index_b.search("session:x", unit_vectors(1, 0)[0], 2) == []
     await complete_turns(a, "x", [f"fact {i}" for i in range(5)])
-    vectors = unit_vectors(5, seed=6)
-    docs = await a.commit_flush(await a.plan_flush("x", 5), vectors)
+    plan = await a.plan_flush("x", 5)
+    vectors = vectors_for(plan, seed=6)
+    docs = await a.commit_flush(plan, vectors)
     hits = await index_b.search("session:x", vectors[4], 2)
     assert hits[0].doc.id == docs[4].id and hits[0].doc.text == docs[4].text
     cursor = index_b._indexes["session:x"].cursor
@@ -160,12 +161,13 @@ async def test_server_side_knn_returns_what_faiss_returns(tmp_path, prefix):
         faiss_index = FaissVectorStore(store.log_since, DIM)
         for session in ("k1", "k2"):
             await complete_turns(store, session, [f"{session} fact {i}" for i in range(5)])
-            await store.commit_flush(await store.plan_flush(session, 5), unit_vectors(5, seed=len(session)))
+            plan = await store.plan_flush(session, 5)
+            await store.commit_flush(plan, vectors_for(plan, seed=len(session)))
         for query in unit_vectors(5, seed=11):
             expected = await faiss_index.search("session:k1", query, 3)
             got = await knn.search("session:k1", query, 3)
-            assert [(h.doc.id, h.doc.text, h.doc.session) for h in got] == \
-                   [(h.doc.id, h.doc.text, h.doc.session) for h in expected]
+            assert [(h.doc.id, h.doc.text, h.doc.session, h.doc.created, h.doc.turn) for h in got] == \
+                   [(h.doc.id, h.doc.text, h.doc.session, h.doc.created, h.doc.turn) for h in expected]
             np.testing.assert_allclose([h.score for h in got], [h.score for h in expected], atol=1e-5)
         await store.forget_session("k1")
         assert await knn.search("session:k1", unit_vectors(1, 0)[0], 3) == []
@@ -174,3 +176,46 @@ async def test_server_side_knn_returns_what_faiss_returns(tmp_path, prefix):
     finally:
         await store.close()
         server.stop()
+
+
+async def test_a_redis_written_before_the_session_and_memory_lists_existed_gets_them_at_start(
+        replica, redis_server, prefix):
+    old = await replica()
+    await complete_turns(old, "first", ["one", "two"], namespace="user:up")
+    await old.import_turns("second", "user:up", [ImportedTurn("imported", "reply", 50.0)])
+    plan = await old.plan_flush("first", 2)
+    await old.commit_flush(plan, vectors_for(plan, seed=80))
+    await old.add_memory("user:up", "by hand", unit_vectors(1, seed=81)[0], 60.0)
+    sessions, memories = await old.sessions("user:up", 10), await old.memories("user:up", 10)
+    assert len(sessions) == 2 and len(memories) == 5
+    with redis_server.client() as r:  # as the previous version left it: no lists, no layout mark
+        r.delete(f"{prefix}nss:user:up", f"{prefix}nsd:user:up", f"{prefix}layout")
+
+    upgraded = await replica()
+    assert await upgraded.sessions("user:up", 10) == sessions
+    assert [(d.id, d.text, d.created, d.turn) for d in await upgraded.memories("user:up", 10)] == [
+        (d.id, d.text, d.created, d.turn) for d in memories]
+
+
+async def test_forgetting_deleting_and_dropping_everything_leaves_only_the_logs_and_counters(
+        replica, redis_server, prefix):
+    store = await replica()
+    await complete_turns(store, "chat", ["one", "two"], namespace="user:all")
+    for session, seed in (("chat", 90), ("imported", 91)):
+        if session == "imported":
+            await store.import_turns("imported", "user:all", [ImportedTurn("q", "a", 5.0, "Me", "It")])
+        plan = await store.plan_flush(session, 1)
+        await store.commit_flush(plan, vectors_for(plan, seed))
+    by_hand = await store.add_memory("user:all", "by hand", unit_vectors(1, seed=92)[0], 9.0, session="notes")
+    await store.add_memory("user:all", "of a session", unit_vectors(1, seed=93)[0], 9.0, session="chat")
+    edited = (await store.memories("user:all", 10))[-1]
+    await store.edit_memory("user:all", edited.id, "edited", unit_vectors(1, seed=94)[0])
+    await store.replace_knowledge("faq.md", "d1", ["chunk"], unit_vectors(1, seed=95))
+    await store.replace_knowledge("faq.md", "d2", ["new chunk"], unit_vectors(1, seed=96))
+
+    assert await store.forget_session("chat") == 5 and await store.forget_session("imported") == 2
+    assert await store.delete_memory("user:all", by_hand.id)  # its session, never forgotten, keeps nothing of it
+    await store.drop_knowledge("faq.md")
+    with redis_server.client() as r:
+        left = {key[len(prefix):] for key in r.scan_iter(match=f"{prefix}*")}
+    assert left == {"docid", "layout", "ns", "log:user:all", "log:kb"}

@@ -14,6 +14,7 @@ from server.store.redis_turns import RedisTurnStore
 from tests.server.test_durability import server_env
 from tests.server.test_memory import TOPICS
 from tests.support.client import ChatClient, Turn, connect
+from tests.support.memory import history_memories
 from tests.support.redis import RedisServer, documents, flushes, wait_for_documents
 from tests.support.servers import ServerProcess, wait_healthy
 
@@ -25,9 +26,21 @@ FOLLOW_UPS = ["Any tips to push my deadlift record at the gym past 180 kg?",
 
 
 def replica_env(model_dir, data_dir, redis_url: str, **extra) -> dict[str, str]:
-    # greedy decoding: the same prompt gives the same reply on any replica, so replies compare prompts
+    # greedy decoding: the same prompt gives the same reply on any replica, so replies compare prompts;
+    # each chat remembers only itself, so that chats compared with each other see the same memories
     return server_env(model_dir, data_dir, STORE="redis", REDIS_URL=redis_url, REDIS_PREFIX=PREFIX,
-                      TEMPERATURE="0", MAX_NEW_TOKENS="12", REDIS_LEASE_TTL="5", **extra)
+                      TEMPERATURE="0", MAX_NEW_TOKENS="12", REDIS_LEASE_TTL="5", MEMORY_SCOPE="session", **extra)
+
+
+def memories_of(history: list[dict], docs: list[dict]) -> None:
+    """The session's documents are exactly the memories its flushed turns said: one per side that said
+    something, each from its own turn, none lost, none duplicated."""
+    assert sorted((d["seq"], d["text"]) for d in docs) == sorted(history_memories(history))
+
+
+def user_memory(docs: list[dict], text: str) -> int:
+    """The id of the memory of the user's message `text`."""
+    return next(d["id"] for d in docs if d["text"] == f"User: {text}")
 
 
 def start_all(servers: list[ServerProcess], extra_env: dict[str, str] | None = None) -> None:
@@ -76,12 +89,12 @@ async def test_turns_alternating_between_two_replicas_behave_exactly_as_on_one(c
         duo = await run_turns([((on_a, on_b)[i % 2], "duo", text) for i, text in enumerate(conversation)],
                               redis_url=redis_server.url)
 
-    for session in ("solo", "duo"):
-        assert flushes(redis_server.url, PREFIX, session) == [(0, 5, 5)]
     solo_docs, duo_docs = (documents(redis_server.url, PREFIX, s) for s in ("solo", "duo"))
-    assert [d["seq"] for d in duo_docs] == [1, 2, 3, 4, 5]
-    assert [d["text"] for d in duo_docs] == [d["text"] for d in solo_docs]
-    assert all(d["text"].startswith(f"User: {t}\nResponse: ") for d, t in zip(duo_docs, TOPICS, strict=True))
+    memories_of(httpx.get(f"{a.url}/sessions/duo/history").json()["turns"][:5], duo_docs)
+    for session in ("solo", "duo"):
+        assert flushes(redis_server.url, PREFIX, session) == [(0, 5, len(duo_docs))]
+    assert [(d["seq"], d["text"]) for d in duo_docs] == [(d["seq"], d["text"]) for d in solo_docs]
+    assert [d["text"] for d in duo_docs if d["text"].startswith("User: ")] == [f"User: {t}" for t in TOPICS]
 
     # same buffer and same memories in every prompt, hence the same greedy replies and prompt sizes
     texts = {d["id"]: d["text"] for d in solo_docs + duo_docs}
@@ -90,8 +103,8 @@ async def test_turns_alternating_between_two_replicas_behave_exactly_as_on_one(c
         assert two.end["usage"] == one.end["usage"]
         assert [texts[i] for i in two.end["memories"]] == [texts[i] for i in one.end["memories"]]
     sixth, seventh = duo[5].end, duo[6].end
-    assert sixth["memories"][0] == duo_docs[2]["id"]  # the deadlift pair, flushed by replica A
-    assert seventh["memories"][0] == duo_docs[1]["id"]  # the cat pair, retrieved on replica A after B's turn
+    assert sixth["memories"][0] == user_memory(duo_docs, TOPICS[2])  # the deadlift, flushed by replica A
+    assert seventh["memories"][0] == user_memory(duo_docs, TOPICS[1])  # the cat, retrieved on A after B's turn
     store = RedisTurnStore(RedisLink(redis_server.url), prefix=PREFIX)
     await store.start()
     try:  # the buffer restarted after the flush, for both replicas alike
@@ -140,9 +153,10 @@ async def test_a_redis_restart_mid_conversation_gives_clear_errors_then_full_ser
     assert [(t["seq"], t["user"], t["status"]) for t in history] == [
         (i, text, "complete") for i, text in enumerate(TOPICS + FOLLOW_UPS[:1], start=1)]
     assert [t["turn"] for t in history] == [t.end["turn"] for t in before + after]
-    assert flushes(redis_server.url, PREFIX, session) == [(0, 5, 5)]
     docs = documents(redis_server.url, PREFIX, session)
-    assert after[-1].end["memories"][0] == docs[2]["id"]
+    memories_of([t for t in history if t["seq"] <= 5], docs)
+    assert flushes(redis_server.url, PREFIX, session) == [(0, 5, len(docs))]
+    assert after[-1].end["memories"][0] == user_memory(docs, TOPICS[2])
 
 
 async def test_a_turn_running_on_one_replica_refuses_the_same_session_on_the_other(cluster):
@@ -162,14 +176,14 @@ async def test_a_turn_running_on_one_replica_refuses_the_same_session_on_the_oth
                                                             ("my turn now?", "complete")]
 
 
-def assert_each_flushed_turn_has_exactly_one_memory(redis_url: str, session: str, history: list[dict]) -> int:
+def assert_each_flushed_turn_has_exactly_its_memories(redis_url: str, session: str, history: list[dict]) -> int:
+    """One memory per side that said something of each flushed turn: none lost, none duplicated."""
     records = flushes(redis_url, PREFIX, session)
     assert [r[0] for r in records] == [0] + [r[1] for r in records[:-1]], records  # contiguous, no overlap
     watermark = records[-1][1] if records else 0
     docs = documents(redis_url, PREFIX, session)
-    assert len({d["turn_id"] for d in docs}) == len(docs), "a memory was duplicated"
-    flushed = [t for t in history if t["status"] == "complete" and t["seq"] <= watermark]
-    assert sorted(d["seq"] for d in docs) == [t["seq"] for t in flushed], "a memory was lost or duplicated"
+    assert len({(d["turn_id"], d["text"]) for d in docs}) == len(docs), "a memory was duplicated"
+    memories_of([t for t in history if t["seq"] <= watermark], docs)  # a memory was lost or duplicated
     assert sum(r[2] for r in records) == len(docs)
     return len(docs)
 
@@ -214,10 +228,12 @@ async def test_replicas_killed_during_flushes_ten_times_lose_and_duplicate_nothi
                 else:
                     await asyncio.sleep(0.1)
                 killer.kill()
-                committed = len(documents(redis_server.url, PREFIX, session))
-                phases.append(committed)
+                committed = documents(redis_server.url, PREFIX, session)
+                history = httpx.get(f"{a.url}/sessions/{session}/history").json()["turns"]
+                said = len(history_memories(history))  # one memory per side that said something
+                phases.append("all" if committed and len(committed) == said else len(committed))
                 print(f"kill {i + 1}: {'after' if after_commit else 'before'} commit, {time.monotonic() - began:.1f}s")
-                assert committed == (5 if after_commit else 0)  # all of the flush or none of it
+                assert len(committed) == (said if after_commit else 0)  # all of the flush or none of it
                 assert not flushed_by(killer, session), "the kill came after the flush had finished"
                 await on_killer.ws.close()
                 killer.start(wait=False)  # restarts while the other killer is used
@@ -227,11 +243,11 @@ async def test_replicas_killed_during_flushes_ten_times_lose_and_duplicate_nothi
                 docs = await asyncio.to_thread(wait_for_documents, redis_server.url, PREFIX, session, 5)
                 history = httpx.get(f"{a.url}/sessions/{session}/history").json()["turns"]
                 assert [t["status"] for t in history] == ["complete"] * 6
-                assert_each_flushed_turn_has_exactly_one_memory(redis_server.url, session, history)
+                assert_each_flushed_turn_has_exactly_its_memories(redis_server.url, session, history)
                 if after_commit:  # what the killed replica committed, A retrieves
-                    assert sixth[0].end["memories"][0] == docs[2]["id"]
+                    assert sixth[0].end["memories"][0] == user_memory(docs, TOPICS[2])
                 await on_a.ws.close()
     finally:
         for killer in killers:
             killer.stop()
-    assert phases == [0, 5] * 5
+    assert phases == [0, "all"] * 5

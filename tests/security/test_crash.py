@@ -14,4 +14,5 @@ def test_random_sigkills_lose_no_acknowledged_turn_and_duplicate_no_flush(tiny_m
                                      embed_workers="thread"))
     assert problems == []
     assert stats["acknowledged"] >= 8, "the conversations made progress between kills"
+    assert stats["imported"] >= 3, "imports ran between the kills too"
     assert stats["flushes"] >= 1 and stats["documents"] >= 5 * stats["flushes"]

@@ -24,25 +24,31 @@ TOPICS = [
 def memory_server(tiny_model_dir, tmp_path_factory):
     prompts = []
     data_dir = tmp_path_factory.mktemp("memory-data")
-    server = ServerThread(make_settings(tiny_model_dir, data_dir), Hooks(on_prompt=prompts.append)).start()
+    # each chat remembers only itself here, so that chats stand for users without tokens
+    server = ServerThread(make_settings(tiny_model_dir, data_dir, memory_scope="session"),
+                          Hooks(on_prompt=prompts.append)).start()
     server.prompts = prompts
     server.data_dir = data_dir
     yield server
     server.stop()
 
 
-async def test_five_turns_flush_five_documents_once_and_a_sixth_turn_retrieves_the_right_pair(memory_server):
+async def test_five_turns_flush_once_into_a_memory_per_message_and_the_next_turns_retrieve_the_right_one(
+        memory_server):
     session = "memory-topics"
     async with aiohttp.ClientSession() as http:
         client = await connect(http, memory_server.ws_url)
-        for text in TOPICS:
-            assert (await client.turn(session, text)).end is not None
+        replies = [(await client.turn(session, text)).end["text"] for text in TOPICS]
         wait_for_metric(memory_server.url, "chat_memory_flushes_total", 1)
-        docs = wait_for_documents(memory_server.data_dir, session, 5)
-        assert [d["seq"] for d in docs] == [1, 2, 3, 4, 5]
-        assert all(d["text"].startswith("User: ") and "\nResponse: " in d["text"] for d in docs)
-        assert docs[2]["text"].startswith(f"User: {TOPICS[2]}\nResponse: ")
-        assert flushes(memory_server.data_dir, session) == [(0, 5, 5)]
+        said = sum(1 for reply in replies if reply.strip())  # a reply of only spaces is not worth a memory
+        docs = wait_for_documents(memory_server.data_dir, session, 5 + said)
+        user_docs = [d for d in docs if d["text"].startswith("User: ")]
+        assert [d["seq"] for d in user_docs] == [1, 2, 3, 4, 5]
+        assert [d["text"] for d in user_docs] == [f"User: {text}" for text in TOPICS]
+        assert sorted(d["text"] for d in docs if d not in user_docs) == sorted(
+            f"Assistant: {reply}" for reply in replies if reply.strip())
+        assert flushes(memory_server.data_dir, session) == [(0, 5, 5 + said)]
+        docs = user_docs
 
         sixth = await client.turn(session, "Any tips to push my deadlift record at the gym past 180 kg?")
         assert sixth.end["memories"][0] == docs[2]["id"]
@@ -97,7 +103,7 @@ async def test_forgetting_a_session_removes_its_memories_from_retrieval(memory_s
         client = await connect(http, memory_server.ws_url)
         for i in range(5):
             await client.turn(session, f"fact {i}: the treasure is buried under the old oak tree")
-        assert len(wait_for_documents(memory_server.data_dir, session, 5)) == 5
+        assert len({d["turn_id"] for d in wait_for_documents(memory_server.data_dir, session, 5)}) == 5
         assert httpx.delete(f"{memory_server.url}/sessions/{session}").status_code == 200
         again = await client.turn(session, "where is the treasure buried?")
     assert again.end["memories"] == []
@@ -118,8 +124,27 @@ async def test_a_flush_committing_while_a_turn_is_prepared_never_puts_a_turn_in_
         assert (await client.turn(session, facts[4])).end is not None
         monkeypatch.setitem(failpoints._ARMED, "turn.before_retrieve", "sleep:3")
         sixth = await client.turn(session, question)
-    assert len(documents(memory_server.data_dir, session)) == 5  # the flush did commit meanwhile
+    assert len({d["turn_id"] for d in documents(memory_server.data_dir, session)}) == 5  # the flush did commit
     prompt = next(p for p in memory_server.prompts if p.messages[-1].content == question)
     text = "\n".join(m.content for m in prompt.messages)
     assert [text.count(fact) for fact in facts] == [1] * 5
     assert sixth.end["memories"] == []
+
+
+async def test_without_tokens_a_new_chat_recalls_what_an_earlier_chat_told_the_single_local_user(tiny_model_dir,
+                                                                                                 tmp_path):
+    server = ServerThread(make_settings(tiny_model_dir, tmp_path, memory_top_k=None)).start()  # the defaults
+    try:
+        async with aiohttp.ClientSession() as http:
+            client = await connect(http, server.ws_url)
+            for text in TOPICS:
+                assert (await client.turn("first-chat", text)).end is not None
+            docs = wait_for_documents(tmp_path, "first-chat", 5)
+            cat = next(d for d in docs if d["text"] == f"User: {TOPICS[1]}")
+            assert cat["namespace"] == "user:local"
+            later = await client.turn("new-chat", "Do you remember my cat Marmalade?")
+        assert cat["id"] in later.end["memories"]
+        assert httpx.get(f"{server.url}/sessions/first-chat/history").status_code == 200
+        assert [s["id"] for s in httpx.get(f"{server.url}/sessions").json()["sessions"]] == ["new-chat", "first-chat"]
+    finally:
+        server.stop()

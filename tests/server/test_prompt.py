@@ -20,8 +20,8 @@ def parts(**overrides) -> PromptParts:
     values = dict(
         persona="You are a warm friend " * 5,
         message="what should I cook tonight given everything",
-        memories=[hit(1, "User: I love pasta\nResponse: nice " * 3, 0.9),
-                  hit(2, "User: I hate olives\nResponse: noted " * 3, 0.5)],
+        memories=[hit(1, "User: I love pasta tonight " * 3, 0.9),
+                  hit(2, "User: I really hate olives " * 3, 0.5)],
         knowledge=[hit(3, "Recipe notes " * 4, 0.7)],
         search=SearchOutcome(query="easy dinner", summary="Pasta is quick to cook. " * 6,
                              sources=["https://example.org/pasta"]),

@@ -32,8 +32,8 @@ async def test_two_flushes_planned_from_the_same_watermark_commit_once(store):
     await complete_turns(store, "s", 5)
     first = await store.plan_flush("s", 5)
     second = await store.plan_flush("s", 5)
-    vectors = np.ones((5, 4), np.float32)
-    assert len(await store.commit_flush(first, vectors)) == 5
+    vectors = np.ones((len(first.documents), 4), np.float32)
+    assert len(await store.commit_flush(first, vectors)) == 10  # a memory per message
     assert await store.commit_flush(second, vectors) is None
     assert await store.flush_count("s") == 1
     assert await store.buffer("s") == []
@@ -65,7 +65,8 @@ async def test_a_forgotten_session_leaves_no_trace_in_the_database_file_or_its_w
             await store.finish_turn(turn.id, f"noted: {secret} {what} {i}", "complete")
 
     await tell(5, "early")
-    await store.commit_flush(await store.plan_flush("secret", 5), np.ones((5, 4), np.float32))
+    plan = await store.plan_flush("secret", 5)
+    await store.commit_flush(plan, np.ones((len(plan.documents), 4), np.float32))
     outside = sqlite3.connect(store.path)  # as an operator (or SQLite's auto-checkpoint) would
     outside.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     outside.close()

@@ -55,3 +55,17 @@ def wait_for_documents(data_dir: Path, session: str, count: int, timeout: float 
             return docs
         time.sleep(0.1)
     raise TimeoutError(f"session {session} did not reach {count} documents")
+
+
+def memory_texts(user: str | None, response: str | None, user_name: str | None = None,
+                 assistant_name: str | None = None) -> list[str]:
+    """The memories a completed turn becomes: one per side that said something, led by its speaker (a reply
+    of nothing or of only whitespace, which a tiny random model may give, becomes none)."""
+    sides = ((user_name or "User", user), (assistant_name or "Assistant", response))
+    return [f"{name}: {text}" for name, text in sides if text and text.strip()]
+
+
+def history_memories(history: list[dict]) -> list[tuple[int, str]]:
+    """(seq, text) of the memories the completed turns of a `/sessions/{id}/history` answer become, in order."""
+    return [(t["seq"], text) for t in history if t["status"] == "complete"
+            for text in memory_texts(t["user"], t["response"])]

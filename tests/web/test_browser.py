@@ -192,6 +192,22 @@ def test_new_chat_starts_an_empty_session_and_leaves_the_old_chat_on_the_server(
     assert chat.session == new and chat.messages() == []
 
 
+def test_a_new_chat_recalls_what_the_users_earlier_chat_told(chat, server):
+    chat.open()
+    earlier = chat.session
+    told = httpx.post(f"{server.url}/sessions/{earlier}/import", headers=AUTH, timeout=120, json={"turns": [
+        {"user": "My grey whippet is called Pixel.", "assistant": "A fine name for a fast dog."}]})
+    assert told.status_code == 200, told.text
+    pixel = next(m["id"] for m in httpx.get(f"{server.url}/memories", headers=AUTH).json()["memories"]
+                 if "Pixel" in m["text"])
+    chat.page.click("#new-chat")
+    wait_until(lambda: chat.session != earlier and chat.session, what="a new session")
+    stopped_turn(chat, "Do you remember my whippet Pixel?")
+    # the turn's `end` names the memories its prompt held; the page shows them under the message
+    used = wait_until(lambda: next((t for t in chat.titles() if "Memories used" in t), None), what="memories shown")
+    assert f"#{pixel}" in used.replace(",", " ").split()
+
+
 def test_a_server_error_shows_in_the_chat_as_a_readable_message(chat):
     chat.open()
     chat.send("x" * 201)

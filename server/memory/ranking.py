@@ -1,0 +1,77 @@
+"""Which memories a message gets: dense and word rankings fused, a relevance floor, a token budget, dates.
+
+The choices here were made by measurement (bench/memory_recall.py), not by taste:
+- Rankings are fused by weighted reciprocal rank. The weight follows the message's script: MiniLM reads
+  English well and Chinese poorly, and BM25 over character bigrams is the better judge of Chinese.
+- The floor is on the message: one without a content word (small talk: "ok", "thanks!", "你好", see
+  `server.store.lexical`) gets no memories. Scores could not do it: "good morning!" is closer to a memory that
+  says good morning than most questions are to their answers.
+- Selection fills a budget of tokens in rank order, instead of a fixed count: many short memories, or a few
+  long ones.
+- The prompt lists the chosen memories oldest first, each with its date (`server.prompt.memory_order`), so
+  that where a fact changed ("I moved to Paris") the newest statement is read last, nearest the question.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from server.protocols import Hit
+from server.store.lexical import CJK, query_terms
+
+_CJK = re.compile(f"[{CJK}]")
+
+# Ranks beyond this are not worth fusing: a memory that neither ranking puts this high is not chosen.
+DEPTH = 50
+
+
+@dataclass(frozen=True, slots=True)
+class RankingPolicy:
+    budget_tokens: int = 400
+    rrf_k: float = 60.0
+    dense_floor: float = 0.0  # cosine a memory without a shared content word must reach
+    lexical_weight_latin: float = 0.15  # weight of the word ranking for a message in Latin script
+    lexical_weight_cjk: float = 8.0  # ... and in CJK script (the dense ranking's weight is 1)
+
+
+def worth_recalling(message: str) -> bool:
+    """The floor: a message without a content word (small talk) recalls nothing."""
+    return bool(query_terms(message))
+
+
+def cjk_share(text: str) -> float:
+    letters = sum(1 for c in text if c.isalpha())
+    return len(_CJK.findall(text)) / letters if letters else 0.0
+
+
+def fuse(dense: Sequence[Hit], lexical: Sequence[Hit], query: str, policy: RankingPolicy) -> list[Hit]:
+    """The memories that clear the floor, best first; each Hit's score is its fused score."""
+    share = cjk_share(query)
+    lexical_weight = policy.lexical_weight_latin + share * (policy.lexical_weight_cjk - policy.lexical_weight_latin)
+    scores: dict[int, float] = {}
+    docs = {}
+    for rank, hit in enumerate(lexical):
+        docs[hit.doc.id] = hit.doc
+        scores[hit.doc.id] = lexical_weight / (policy.rrf_k + rank + 1)
+    for rank, hit in enumerate(dense):
+        if hit.doc.id not in scores and hit.score < policy.dense_floor:
+            continue  # shares no word with the message, and is not close in meaning either
+        docs[hit.doc.id] = hit.doc
+        scores[hit.doc.id] = scores.get(hit.doc.id, 0.0) + 1.0 / (policy.rrf_k + rank + 1)
+    return [Hit(docs[i], scores[i]) for i in sorted(scores, key=scores.__getitem__, reverse=True)]
+
+
+def within_budget(ranked: Sequence[Hit], budget_tokens: int, count: Callable[[str], int],
+                  limit: int | None = None) -> list[Hit]:
+    """In rank order, every memory that still fits the budget (one that does not is skipped)."""
+    chosen, left = [], budget_tokens
+    for hit in ranked:
+        cost = count(hit.doc.text)
+        if cost <= left:
+            chosen.append(hit)
+            left -= cost
+            if limit is not None and len(chosen) >= limit:
+                break
+    return chosen

@@ -1,0 +1,88 @@
+"""A word index of one namespace's memories: BM25 through SQLite FTS5, in memory, beside the vector index.
+
+Text is tokenised here, not by FTS5, so that one tokenisation serves English and Chinese alike: lowercased
+word runs (FTS5's Porter stemmer then folds "moved"/"moving"), and for runs of CJK characters every character
+and every two adjacent characters (Chinese has no spaces; bigrams carry most of its words). Words that say
+nothing of a memory's content ("the", "ok", "的", "你好") are left out of queries, so that a message made only
+of them finds nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_TOKEN = re.compile(f"([{CJK}]+)|([^\\W_{CJK}]+)")
+
+# Function words and small talk, English and Chinese. A query keeps its other words; documents keep all.
+STOPWORDS = frozenset(word for line in Path(__file__).with_name("stopwords.txt").read_text("utf-8").splitlines()
+                      if not line.startswith("#") for word in line.split())
+_STOP_CHARS = re.compile("[" + "".join(w for w in STOPWORDS if len(w) == 1 and re.match(f"[{CJK}]", w)) + "]")
+
+
+def tokens(text: str) -> list[str]:
+    """Lowercased word runs, and for CJK runs every character and every two adjacent characters."""
+    out: list[str] = []
+    for cjk, word in _TOKEN.findall(text.lower()):
+        if word:
+            out.append(word)
+        else:
+            out.extend(cjk)
+            out.extend(cjk[i:i + 2] for i in range(len(cjk) - 1))
+    return out
+
+
+def query_terms(text: str) -> list[str]:
+    """The query's distinct content words, in order (empty for small talk).
+
+    A CJK run is cut at its function characters (我, 的, 在, ...); each piece gives its bigrams, or itself when
+    it is one character, and a piece that repeats a unit ("晚安晚安") gives the unit's. Single characters of
+    longer pieces would match nearly every Chinese memory, and bigrams across a function character are noise.
+    """
+    terms = []
+    for cjk, word in _TOKEN.findall(text.lower()):
+        if word:
+            terms.append(word)
+            continue
+        if cjk in STOPWORDS or _unit(cjk) in STOPWORDS:
+            continue
+        for piece in _STOP_CHARS.split(cjk):
+            piece = _unit(piece)
+            terms.extend([piece[i:i + 2] for i in range(len(piece) - 1)] or ([piece] if piece else []))
+    return [t for t in dict.fromkeys(terms) if t not in STOPWORDS]
+
+
+def _unit(piece: str) -> str:
+    for size in range(1, len(piece) // 2 + 1):
+        if len(piece) % size == 0 and piece[:size] * (len(piece) // size) == piece:
+            return piece[:size]
+    return piece
+
+
+class LexicalIndex:
+    """Documents by id; `search` ranks by BM25 (higher is better). Used from one thread at a time."""
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        self._db.execute("CREATE VIRTUAL TABLE docs USING fts5(body, tokenize='porter unicode61')")
+
+    def add(self, rows: list[tuple[int, str]]) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO docs(rowid, body) VALUES (?, ?)",
+                             [(doc_id, " ".join(tokens(text))) for doc_id, text in rows])
+
+    def remove(self, doc_id: int) -> None:
+        self._db.execute("DELETE FROM docs WHERE rowid = ?", (doc_id,))
+
+    def search(self, text: str, k: int) -> list[tuple[int, float]]:
+        terms = query_terms(text)
+        if not terms or k <= 0:
+            return []
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        # bm25() is lower-is-better (negative): negated, a score where more is more relevant
+        return [(row[0], -row[1]) for row in self._db.execute(
+            "SELECT rowid, bm25(docs) FROM docs WHERE docs MATCH ? ORDER BY bm25(docs) LIMIT ?", (match, k))]
+
+    def close(self) -> None:
+        self._db.close()

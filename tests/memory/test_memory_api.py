@@ -1,0 +1,184 @@
+"""The memory API on a real server (tiny model, the packaged MiniLM), on the embedded store and on real Redis:
+imports that answer once retrievable, queries that return what a turn would get, edits and deletes that
+leave nothing of the old text retrievable, export/import, chats listed, and one user never reaching another's."""
+
+import asyncio
+import datetime as dt
+
+import aiohttp
+import httpx
+import pytest
+
+from tests.server.conftest import make_settings
+from tests.support.client import connect
+from tests.support.servers import ServerThread
+
+TOKEN = "memory-api-token-"
+STORES = ["embedded", pytest.param("redis", marks=pytest.mark.redis)]
+SMALL_TALK = ["ok", "thanks!", "haha", "你好", "lol ok", "谢谢", "cool, thanks", "good night", "hmm", "yes"]
+FILLER = ["We talked about the weather and the long winter.", "I watched a documentary about octopuses.",
+          "Work was busy; three meetings before lunch.", "I tried a new recipe for lentil soup.",
+          "The train was late again this morning.", "I am reading a novel about a lighthouse keeper.",
+          "My neighbour plays the trumpet at night.", "We planted tomatoes on the balcony."]
+
+
+def at(day: int) -> str:
+    return (dt.datetime(2024, 1, 1, 12, tzinfo=dt.UTC) + dt.timedelta(days=day)).isoformat()
+
+
+@pytest.fixture(scope="module", params=STORES)
+def api_server(request, tiny_model_dir, tmp_path_factory):
+    overrides = {}
+    if request.param == "redis":
+        redis = request.getfixturevalue("redis_server")
+        overrides = {"store": "redis", "redis_url": redis.url, "redis_prefix": f"api{id(request)}:"}
+    settings = make_settings(tiny_model_dir, tmp_path_factory.mktemp("api"), memory_top_k=None,
+                             server_tokens=f"{TOKEN}alice:alice,{TOKEN}bob:bob", **overrides)
+    server = ServerThread(settings).start()
+    yield server
+    server.stop()
+
+
+def client(server, user: str) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}{user}"}, timeout=120)
+
+
+def import_turns(api: httpx.Client, session: str, turns: list[dict]) -> list[str]:
+    reply = api.post(f"/sessions/{session}/import", json={"turns": turns})
+    assert reply.status_code == 200, reply.text
+    return reply.json()["turns"]
+
+
+async def wait_for_memory(http: aiohttp.ClientSession, url: str, needle: str, timeout: float = 60) -> dict:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        async with http.get(f"{url}/memories") as reply:
+            found = [m for m in (await reply.json())["memories"] if needle in m["text"]]
+        if found:
+            return found[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no memory with {needle!r} after {timeout} s")
+
+
+def query(api: httpx.Client, text: str) -> list[dict]:
+    reply = api.get("/memories", params={"query": text})
+    assert reply.status_code == 200, reply.text
+    return reply.json()["memories"]
+
+
+def test_imported_turns_are_retrievable_when_the_import_answers_with_their_ids_dates_and_speakers(api_server):
+    with client(api_server, "alice") as api:
+        turns = [{"user": text, "assistant": "I see.", "time": at(i)} for i, text in enumerate(FILLER)]
+        turns.insert(3, {"user": "My daughter Ines starts school in Porto in September.", "assistant": "Lovely!",
+                         "time": at(3), "user_name": "Alice", "assistant_name": "Su Shi"})
+        ids = import_turns(api, "alice-import", turns)
+        assert len(ids) == len(turns) == len(set(ids))
+        found = query(api, "Where does Ines start school?")
+        replies = [m["text"] for m in query(api, "Was Su Shi happy about the school in Porto?")]
+    ines = [m for m in found if "Ines" in m["text"]]
+    assert ines and ines[0]["turns"] == [ids[3]] and ines[0]["session"] == "alice-import"
+    assert ines[0]["text"] == "Alice: My daughter Ines starts school in Porto in September."
+    assert "Su Shi: Lovely!" in replies  # each side is a memory of its own, led by its speaker
+    assert ines[0]["created"].startswith("2024-01-04") and isinstance(ines[0]["score"], float)
+
+
+def test_small_talk_after_a_long_conversation_gets_no_memories(api_server):
+    with client(api_server, "alice") as api:
+        import_turns(api, "alice-long", [{"user": f"{text} (day {i})", "assistant": "Tell me more.", "time": at(i)}
+                                         for i, text in enumerate(FILLER * 5)])
+        assert {message: query(api, message) for message in SMALL_TALK} == {message: [] for message in SMALL_TALK}
+
+
+def test_where_a_fact_changed_the_newer_memory_comes_last_dated(api_server):
+    with client(api_server, "bob") as api:
+        turns = [{"user": "I live in Berlin, near the Spree.", "assistant": "A fine city.", "time": at(1)},
+                 *({"user": text, "assistant": "Mm.", "time": at(2 + i)} for i, text in enumerate(FILLER)),
+                 {"user": "I moved to Paris last month, I live there now.", "assistant": "Bonjour!", "time": at(40)}]
+        import_turns(api, "bob-moves", turns)
+        found = query(api, "Where do I live now?")
+    paris = next(i for i, m in enumerate(found) if "Paris" in m["text"])
+    assert found[paris]["created"].startswith("2024-02-10")
+    assert [m["created"] for m in found] == sorted(m["created"] for m in found)  # oldest first: Paris is last
+    assert all(m["created"] == found[paris]["created"] for m in found[paris:])  # (with its turn's other side)
+
+
+def test_a_memory_added_edited_and_deleted_by_hand_is_never_retrieved_in_an_old_form(api_server):
+    with client(api_server, "alice") as api:
+        added = api.post("/memories", json={"text": "My bicycle lock code is 4711."})
+        assert added.status_code == 201
+        memory = added.json()
+        assert memory["id"] in [m["id"] for m in query(api, "What is my bicycle lock code?")]
+        edited = api.patch(f"/memories/{memory['id']}", json={"text": "My bicycle was stolen; I take the tram."})
+        assert edited.status_code == 200 and edited.json()["id"] == memory["id"]
+        assert not any("4711" in m["text"] for m in query(api, "bicycle lock code 4711"))
+        assert "My bicycle was stolen; I take the tram." in [
+            m["text"] for m in query(api, "How do I get around since the bicycle was stolen?")]
+        assert api.delete(f"/memories/{memory['id']}").status_code == 200
+        assert memory["id"] not in [m["id"] for m in query(api, "bicycle stolen tram")]
+        assert api.delete(f"/memories/{memory['id']}").status_code == 404
+        assert all(m["id"] != memory["id"] for m in api.get("/memories", params={"limit": 1000}).json()["memories"])
+
+
+def test_one_user_can_never_read_edit_delete_or_retrieve_another_users_memory(api_server):
+    with client(api_server, "alice") as alice, client(api_server, "bob") as bob:
+        secret = alice.post("/memories", json={"text": "Alice's safe combination is 31-07-22."}).json()
+        assert bob.patch(f"/memories/{secret['id']}", json={"text": "mine now"}).status_code == 404
+        assert bob.delete(f"/memories/{secret['id']}").status_code == 404
+        assert all("31-07-22" not in m["text"] for m in query(bob, "What is Alice's safe combination?"))
+        assert all("31-07-22" not in m["text"] for m in bob.get("/memories").json()["memories"])
+        assert bob.get("/memories", params={"user": "alice"}).json()["memories"] == bob.get("/memories").json()[
+            "memories"]  # with tokens, ?user= names nobody else
+        assert alice.post("/sessions/alice-import/import", json={"turns": [{"user": "x", "assistant": "y"}]}
+                          ).status_code == 200
+        assert bob.post("/sessions/alice-import/import", json={"turns": [{"user": "x", "assistant": "y"}]}
+                        ).status_code == 403
+        assert secret["text"] in [m["text"] for m in query(alice, "safe combination")]
+
+
+def test_export_then_import_moves_every_memory_with_its_date(api_server):
+    with client(api_server, "alice") as alice, client(api_server, "bob") as bob:
+        alice.post("/memories", json={"text": "I keep bees on the roof of the library."})
+        exported = alice.get("/memories/export")
+        assert exported.status_code == 200
+        lines = exported.text.splitlines()
+        assert lines and all(line.startswith("{") for line in lines)
+        count = len(lines)
+        reply = httpx.post(f"{api_server.url}/memories/import", content=exported.content, timeout=120,
+                           headers={"Authorization": f"Bearer {TOKEN}carol"})
+        assert reply.status_code == 401
+        moved = bob.post("/memories/import", content=exported.content)
+        assert moved.status_code == 200 and moved.json()["imported"] == count
+        assert any("bees" in m["text"] for m in query(bob, "Where do I keep bees?"))
+
+
+def test_chats_are_listed_most_recent_first_and_only_the_callers(api_server):
+    with client(api_server, "bob") as bob, client(api_server, "alice") as alice:
+        import_turns(bob, "bob-old", [{"user": "An old chat about chess openings.", "assistant": "Sicilian!"}])
+        import_turns(bob, "bob-new", [{"user": "A new chat about sourdough.", "assistant": "Feed the starter."}])
+        sessions = bob.get("/sessions").json()["sessions"]
+        ids = [s["id"] for s in sessions]
+        assert ids.index("bob-new") < ids.index("bob-old")
+        assert next(s for s in sessions if s["id"] == "bob-new")["title"] == "A new chat about sourdough."
+        assert "bob-new" not in [s["id"] for s in alice.get("/sessions").json()["sessions"]]
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ({"turns": []}, "invalid_request"), ({"turns": [{"user": "", "assistant": " "}]}, "empty_text"),
+    ({"turns": [{"user": "hi", "assistant": "", "time": "last tuesday"}]}, "invalid_request"),
+    ({"turns": [{"user": 3}]}, "invalid_request"), ([1, 2], "invalid_request")])
+def test_a_bad_import_is_refused_with_a_stable_code_and_stores_nothing(api_server, body, code):
+    with client(api_server, "alice") as api:
+        reply = api.post("/sessions/alice-bad-import/import", json=body)
+        assert reply.status_code == 400 and reply.json()["error"]["code"] == code
+        assert api.get("/sessions/alice-bad-import/history").status_code == 404
+
+
+async def test_a_new_chat_of_the_same_user_recalls_facts_from_an_earlier_chat(api_server):
+    facts = ["My dog is a grey whippet called Pixel.", *FILLER[:4]]
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}bob"}) as http:
+        chat = await connect(http, api_server.ws_url)
+        for text in facts:
+            assert (await chat.turn("bob-first-chat", text)).end is not None
+        pixel = await wait_for_memory(http, api_server.url, "Pixel")
+        later = await chat.turn("bob-second-chat", "Do you remember my dog Pixel?")
+    assert pixel["id"] in later.end["memories"]
