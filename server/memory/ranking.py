@@ -31,7 +31,6 @@ DEPTH = 50
 class RankingPolicy:
     budget_tokens: int = 400
     rrf_k: float = 60.0
-    dense_floor: float = 0.0  # cosine a memory without a shared content word must reach
     lexical_weight_latin: float = 0.15  # weight of the word ranking for a message in Latin script
     lexical_weight_cjk: float = 8.0  # ... and in CJK script (the dense ranking's weight is 1)
 
@@ -47,7 +46,7 @@ def cjk_share(text: str) -> float:
 
 
 def fuse(dense: Sequence[Hit], lexical: Sequence[Hit], query: str, policy: RankingPolicy) -> list[Hit]:
-    """The memories that clear the floor, best first; each Hit's score is its fused score."""
+    """Both rankings' memories, best first; each Hit's score is its fused score."""
     share = cjk_share(query)
     lexical_weight = policy.lexical_weight_latin + share * (policy.lexical_weight_cjk - policy.lexical_weight_latin)
     scores: dict[int, float] = {}
@@ -56,8 +55,6 @@ def fuse(dense: Sequence[Hit], lexical: Sequence[Hit], query: str, policy: Ranki
         docs[hit.doc.id] = hit.doc
         scores[hit.doc.id] = lexical_weight / (policy.rrf_k + rank + 1)
     for rank, hit in enumerate(dense):
-        if hit.doc.id not in scores and hit.score < policy.dense_floor:
-            continue  # shares no word with the message, and is not close in meaning either
         docs[hit.doc.id] = hit.doc
         scores[hit.doc.id] = scores.get(hit.doc.id, 0.0) + 1.0 / (policy.rrf_k + rank + 1)
     return [Hit(docs[i], scores[i]) for i in sorted(scores, key=scores.__getitem__, reverse=True)]
