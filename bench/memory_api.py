@@ -22,13 +22,13 @@ import httpx
 import numpy as np
 
 
-def _settings(tmp: Path):
+def _settings(tmp: Path, embedder: str = "auto"):
     from server.config import Settings
     from tests.support.models import build_tiny_model
 
     model = build_tiny_model(tmp / "model", poems=200)
     return Settings(_env_file=None, model=str(model), data_dir=tmp / "data", llm_backend="transformers",
-                    context_tokens=2048, log_level="WARNING")
+                    context_tokens=2048, log_level="WARNING", embedder=embedder)
 
 
 def _import(api: httpx.Client, meta: dict, turns: list[dict]) -> dict[str, int]:
@@ -46,7 +46,7 @@ def _import(api: httpx.Client, meta: dict, turns: list[dict]) -> dict[str, int]:
     return ids
 
 
-def through_api(convs, holds_evidence) -> tuple[list[dict], float]:
+def through_api(convs, holds_evidence, embedder: str = "auto") -> tuple[list[dict], float]:
     """One row per question (as memory_recall.score makes them, with the API's round trip as `ms`), and the
     seconds the imports took."""
     from server.logs import configure_logging
@@ -55,7 +55,7 @@ def through_api(convs, holds_evidence) -> tuple[list[dict], float]:
     configure_logging("WARNING", "console")  # not a line per flush
     rows, import_seconds = [], 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        server = ServerThread(_settings(Path(tmp))).start()
+        server = ServerThread(_settings(Path(tmp), embedder)).start()
         try:
             with httpx.Client(base_url=server.url, timeout=600) as api:
                 for meta, turns, questions in convs:

@@ -24,12 +24,17 @@ English, 400 of Chinese), not --budget.
 A second table per language splits R@1500 by kind, with multi-hop counted both ways (all turns / any turn) and
 "stale": the share of changed facts whose budget holds the superseded turn but not the current one.
 
-Embeddings come from the server's own MiniLM (the packaged all-MiniLM-L6-v2, loaded and run by
-server.memory.embed_worker). Document vectors are cached under ~/.cache/dongpo-chat/memory_recall/ (--no-cache).
+Embeddings come from the server's own embedders (--embedder, default both, in one run): MiniLM (the packaged
+all-MiniLM-L6-v2, loaded and run by server.memory.embed_worker) and the static model distilled from it
+(EMBEDDER=static, server.memory.static_embedder). With both, a last table sets them side by side for the schemes
+the server can run: R@budget of each, the difference static − MiniLM with its 95% interval over the questions
+(paired: the same questions), one message's embedding time, and recall per millisecond of embedding.
+MiniLM's document vectors are cached under ~/.cache/dongpo-chat/memory_recall/ (--no-cache).
 
-    python bench/memory_recall.py              # everything: ~3 minutes on a quiet 2-core machine the first time
-                                               # (longer while other jobs run), ~15 s with the vectors cached
+    python bench/memory_recall.py              # everything: ~4 minutes on a quiet 2-core machine the first time
+                                               # (longer while other jobs run), ~1 minute with the vectors cached
     python bench/memory_recall.py --limit 2    # 2 conversations per language
+    python bench/memory_recall.py --embedder static --no-api
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ for path in (str(REPO), str(BENCH)):
         sys.path.insert(0, path)
 
 from memory_api import retrieval_latency, through_api  # noqa: E402
-from memory_schemes import SCHEMAS, Dense, Encoder, Hybrid, Lexical, Product, load_cached  # noqa: E402
+from memory_schemes import ENCODERS, SCHEMAS, Dense, Encoder, Hybrid, Lexical, Product, load_cached  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "memory_recall"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dongpo-chat" / "memory_recall"
@@ -195,6 +200,39 @@ def report(convs, results, budget: int) -> None:
         print("\n".join(kind_table(results, lang)))
 
 
+COMPARED = [ORIGINAL, "hybrid · utterances", PRODUCT_RANKING, API]
+
+
+def paired(a: list[dict], b: list[dict], key: str) -> tuple[float, float]:
+    """Mean of b − a over the same questions, and its 95% half-interval (normal approximation)."""
+    diffs = [float(y[key]) - float(x[key]) for x, y in zip(a, b, strict=True)]
+    if len(diffs) < 2:
+        return (diffs[0] if diffs else float("nan")), float("nan")
+    return statistics.fmean(diffs), 1.96 * statistics.stdev(diffs) / len(diffs) ** 0.5
+
+
+def compare(per: dict[str, tuple[dict, list[float]]], budget: int) -> None:
+    (base_name, (base, base_ms)), (other_name, (other, other_ms)) = list(per.items())[:2]
+    one = {base_name: statistics.median(base_ms), other_name: statistics.median(other_ms)}
+    print(f"\n{other_name} against {base_name}: R@{budget} on the same questions (answerable ones), "
+          f"one message's embedding {one[base_name]:.2f} ms vs {one[other_name]:.2f} ms (median)")
+    head = (f"{'':10}{'scheme':<31}{base_name:>8}{other_name:>8}{'Δ (95%)':>16}"
+            f"{f'{base_name} R/ms':>13}{f'{other_name} R/ms':>13}")
+    print(head + "\n" + "-" * len(head))
+    for lang, name in LANGS.items():
+        for label in COMPARED:
+            if label not in base or label not in other:
+                continue
+
+            def rows(results, label=label, lang=lang):
+                return [r for r in results[label] if lang in (None, r["lang"]) and r["kind"] != "smalltalk"]
+            a, b = rows(base), rows(other)
+            delta, spread = paired(a, b, "rb")
+            ra, rb = mean(a, "rb"), mean(b, "rb")
+            print(f"{name:<10}{label:<31}{ra:>8.3f}{rb:>8.3f}{f'{delta:+.3f} ±{spread:.3f}':>16}"
+                  f"{ra / one[base_name]:>13.3f}{rb / one[other_name]:>13.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=None, help="conversations per language (default: all)")
@@ -204,35 +242,50 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--no-cache", action="store_true", help="embed the documents again")
     parser.add_argument("--no-api", action="store_true", help="skip the product measured through a real server")
+    parser.add_argument("--embedder", choices=("both", *ENCODERS), default="both",
+                        help="the server's embedders to measure (default: both, compared at the end)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     convs = load(args.data, args.limit)
-    begun = started = time.perf_counter()
+    begun = time.perf_counter()
     threads = args.threads or default_threads()
-    encoder = Encoder(threads=threads)
-    print(f"MiniLM loaded in {time.perf_counter() - started:.1f} s ({encoder.info['precision']}, "
-          f"{threads} thread(s)); embedding documents and questions ...", flush=True)
-    seconds = prepare(convs, encoder, not args.no_cache)
+    per: dict[str, tuple[dict, list[float]]] = {}
+    for kind in (list(ENCODERS) if args.embedder == "both" else [args.embedder]):
+        print(f"\n======== embedder: {kind} ========", flush=True)
+        per[kind] = measure(kind, convs, args, threads)
+    if len(per) > 1:
+        compare(per, args.budget)
+    p50, p99 = retrieval_latency(convs)
+    print(f"\nretrieval at 10,000 memories of one user (embedded store, search + fusion + budget, the message's "
+          f"embedding excluded): p50 {p50:.2f} ms, p99 {p99:.2f} ms (target p99 <= 5 ms)")
+    print(f"\ntotal {time.perf_counter() - begun:.0f} s")
+
+
+def measure(kind: str, convs, args, threads: int) -> tuple[dict, list[float]]:
+    """Every scheme with one embedder: its results per scheme, and one message's embedding times (ms)."""
+    started = time.perf_counter()
+    encoder = Encoder(threads=threads) if kind == "minilm" else ENCODERS[kind]()
+    print(f"{kind} loaded in {time.perf_counter() - started:.1f} s ({encoder.info['precision']}, "
+          f"{threads if kind == 'minilm' else 1} thread(s)); embedding documents and questions ...", flush=True)
+    seconds = prepare(convs, encoder, not args.no_cache and kind == "minilm")
     sample = [q["question"] for _, _, qs in convs for q in qs][:40]
+    encoder.time_one(sample[:5])  # warm-up
     one = encoder.time_one(sample)
     print(f"embedded {len(encoder.vectors)} texts in {seconds:.1f} s; one question alone: "
-          f"{statistics.median(one):.1f} ms median, {max(one):.1f} ms max (not counted in 'ms' below)", flush=True)
+          f"{statistics.median(one):.2f} ms median, {max(one):.2f} ms max (not counted in 'ms' below)", flush=True)
     started = time.perf_counter()
     results = run(convs, encoder, args.budget)
     print(f"{len(SCHEMES)} schemes × {sum(len(qs) for _, _, qs in convs)} questions in "
           f"{time.perf_counter() - started:.1f} s")
     if not args.no_api:
         started = time.perf_counter()
-        results[API], import_seconds = through_api(convs, holds_evidence)
+        results[API], import_seconds = through_api(convs, holds_evidence, embedder=kind)
         print(f"product via the API: {sum(len(t) for _, t, _ in convs)} turns imported in {import_seconds:.1f} s, "
               f"questions asked in {time.perf_counter() - started - import_seconds:.1f} s ('ms' is the HTTP call, "
               "the query's embedding included)")
     report(convs, results, args.budget)
-    p50, p99 = retrieval_latency(convs)
-    print(f"\nretrieval at 10,000 memories of one user (embedded store, search + fusion + budget, the message's "
-          f"embedding excluded): p50 {p50:.2f} ms, p99 {p99:.2f} ms (target p99 <= 5 ms)")
-    print(f"\ntotal {time.perf_counter() - begun:.0f} s")
+    return results, one
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ A scheme is anything with
 bench reads recall at k. The product's own retrieval can be measured by wrapping it in this interface.
 
 Schemes here:
-  - dense: MiniLM cosine over the documents (what the server does today with FAISS, exact);
+  - dense: cosine over the documents' embeddings (what the server does with FAISS, exact): MiniLM's
+    (`Encoder`) or the static model's distilled from it (`StaticEncoder`);
   - bm25: SQLite FTS5's bm25() (stdlib sqlite3, no extra dependency) over text tokenised for both languages:
     lowercased word runs (Porter-stemmed by FTS5) plus CJK character unigrams and bigrams;
   - hybrid: reciprocal rank fusion of the two rankings (k = 60).
@@ -222,6 +223,38 @@ class Encoder:
             self._worker.encode(self.model, [text], 64)
             times.append((time.perf_counter() - started) * 1000)
         return times
+
+
+class StaticEncoder(Encoder):
+    """The server's static model (EMBEDDER=static: distilled from the same MiniLM by model2vec, built if missing),
+    run as the server runs it (server.memory.static_embedder.encode)."""
+
+    def __init__(self):
+        from server.memory import static_embedder
+
+        self._static = static_embedder
+        path = static_embedder.ensure_model()
+        self.model = static_embedder._load(path)
+        self.info = {"embedder": static_embedder.model_id(path.name.split("-pca")[0], self.model.embedding),
+                     "precision": "fp32"}
+        self.vectors: dict[str, np.ndarray] = {}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self.vectors))
+        if missing:
+            self.vectors.update(zip(missing, self._static.encode(self.model, missing), strict=True))
+        return np.stack([self.vectors[t] for t in texts])
+
+    def time_one(self, texts: Sequence[str]) -> list[float]:
+        times = []
+        for text in texts:
+            started = time.perf_counter()
+            self._static.encode(self.model, [text])
+            times.append((time.perf_counter() - started) * 1000)
+        return times
+
+
+ENCODERS = {"minilm": Encoder, "static": StaticEncoder}
 
 
 def load_cached(encoder: Encoder, texts: Sequence[str], path) -> None:

@@ -1,13 +1,21 @@
-"""Server-side overhead per turn, against the cost of one embedding call measured in the same run.
+"""Server-side overhead per turn, against the original chatbot's stack measured in the same run.
 
 Overhead = (frame received → first generator call) + (last token → `end` sent), from the pipeline's
 own timing marks, at 1 and at 50 concurrent sessions, against a real server on 127.0.0.1 serving a
-tiny local model. Baseline: the same server's embedder alone (one call; 50 concurrent calls).
+generator that answers at once (no search; EMBEDDER: --embedder, default the server's). The
+generator: --generator upstream (default), the OpenAI backend streaming from bench/fake_upstream.py in another
+process with no time to first token, as the original's instant fake LLM; or --generator tiny, a tiny local
+transformers model in-process (its generation then competes with the server's own work for the cores).
 The server runs in this process (its timing marks are read through `Hooks`) with the serving
 process's settings (uvloop, GIL switch interval, collector policy); the clients run in a child
 process, as remote clients would, so that their work does not compete with the server's for the GIL.
 
-    .venv/bin/python bench/turn_overhead.py [--sessions 50] [--turns 4]
+Baselines, same run: the original chatbot's stack (bench/original_stack.py: LangChain's buffer and FAISS
+vector-store memories over the same MiniLM, an instant fake LLM, flushed every 5 turns, one request at a time
+as its Gradio app served them; its figure is each request's time in the stack, queueing included, the LLM
+excluded), in a child process after the server has stopped; and the server's own embedder alone.
+
+    .venv/bin/python bench/turn_overhead.py [--sessions 50] [--turns 4] [--embedder static|minilm] [--generator tiny]
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import asyncio
 import multiprocessing
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp
+import original_stack
 
 from server.__main__ import tune_collector
 from server.app import Hooks
@@ -33,7 +43,7 @@ from server.config import Settings
 from server.keys import CHAT
 from tests.support.client import connect
 from tests.support.models import build_tiny_model
-from tests.support.servers import ServerThread
+from tests.support.servers import ServerThread, free_port, wait_http
 
 MESSAGES = ["How was your day?", "I went climbing with my sister today.", "What should I cook tonight?",
             "My cat knocked over a plant again.", "Tell me something about Su Shi."]
@@ -89,17 +99,32 @@ def embedding_baseline(server: ServerThread, concurrency: int, rounds: int) -> l
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generator", choices=("upstream", "tiny"), default="upstream",
+                        help="an instant OpenAI-compatible upstream (default) or a tiny local model in-process")
+    parser.add_argument("--embedder", choices=("auto", "static", "minilm"), default=None,
+                        help="the server's EMBEDDER (default: the server's default)")
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--think", type=float, default=2.0,
                         help="mean think time (s) between a session's turns in the paced run")
     args = parser.parse_args()
 
+    upstream = None
     with tempfile.TemporaryDirectory() as tmp:
-        model = build_tiny_model(Path(tmp) / "model")
+        if args.generator == "tiny":
+            generator = {"model": str(build_tiny_model(Path(tmp) / "model")), "llm_backend": "transformers"}
+        else:
+            port = free_port()
+            upstream = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fake_upstream.py")), "--port",
+                                         str(port), "--rate", "1000", "--ttft", "0", "--tokens", "8"])
+            wait_http(f"http://127.0.0.1:{port}/v1/models")
+            generator = {"model": "fake", "llm_backend": "openai", "openai_base_url": f"http://127.0.0.1:{port}/v1",
+                         "openai_api_key": "sk-bench-unused"}
         results = []
-        settings = Settings(_env_file=None, model=str(model), data_dir=Path(tmp) / "data", llm_backend="transformers",
-                            max_new_tokens=8, context_tokens=2048, log_level="WARNING", flush_every=5)
+        settings = Settings(_env_file=None, **generator, data_dir=Path(tmp) / "data", max_new_tokens=8,
+                            context_tokens=2048, log_level="WARNING", flush_every=5,
+                            turns_per_minute=100_000, max_active_turns=100_000,
+                            **({"embedder": args.embedder} if args.embedder else {}))
         sys.setswitchinterval(settings.gil_switch_interval)
         server = ServerThread(settings, Hooks(on_turn=results.append), uvloop=True).start()
         clients = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
@@ -121,12 +146,20 @@ def main() -> None:
                                  for name in results[0].timing.phases}
             embed_one = embedding_baseline(server, 1, 30)
             embed_many = embedding_baseline(server, args.sessions, 4)
+            embedder = server.app[CHAT].services.embedder.describe()
+        finally:
+            server.stop()
+            if upstream is not None:
+                upstream.terminate()
+                upstream.wait(10)
+        try:
+            original = clients.submit(original_stack.measure, runs, MESSAGES).result()
         finally:
             clients.shutdown()
-            server.stop()
 
-    print(f"\nserver overhead per turn (ms), tiny model; {args.sessions} sessions × {args.turns} turns, "
-          f"lockstep (no think time) and paced (think ~ Exp(mean {args.think:g} s))")
+    print(f"\nserver overhead per turn (ms), generator {args.generator}, embedder {embedder['id']}; "
+          f"{args.sessions} sessions × {args.turns} turns, lockstep (no think time) and paced "
+          f"(think ~ Exp(mean {args.think:g} s))")
     print(f"{'':40}{'p50':>8} {'p99':>8}   n")
     p99 = {}
     for label, (before, after) in rows.items():
@@ -143,11 +176,19 @@ def main() -> None:
     one_call = statistics.median(embed_one)
     print()
     for label in rows:
-        print(f"ratio: p99 overhead, {label} / one embedding call (p50) = {p99[label] / one_call:.2f}x"
-              + ("   (target < 3x)" if label != "1 session" else ""))
+        print(f"ratio: p99 overhead, {label} / one embedding call (p50) = {p99[label] / one_call:.2f}x")
     lockstep = f"{args.sessions} in lockstep"
     print(f"ratio: p99 overhead, {lockstep} / p99 of {args.sessions} concurrent embedding calls alone = "
           f"{p99[lockstep] / pct(embed_many, 99):.2f}x")
+    print("\nthe original stack (LangChain memories over MiniLM, one request at a time), ms per turn in the stack:")
+    print(f"{'':40}{'p50':>8} {'p99':>8}   n     ratio p50  ratio p99 (server / original)")
+    targets = {"1 session": 0.1, lockstep: 0.05}
+    for label, (before, after) in rows.items():
+        total = [b + a for b, a in zip(before, after, strict=False)]
+        theirs = original[label]
+        target = f"   (target <= {targets[label]:g}x)" if label in targets else ""
+        print(f"{label:<40}{ms(pct(theirs, 50))} {ms(pct(theirs, 99))}  {len(theirs):<5}"
+              f"{pct(total, 50) / pct(theirs, 50):>9.3f}x {pct(total, 99) / pct(theirs, 99):>9.3f}x{target}")
 
 if __name__ == "__main__":
     main()

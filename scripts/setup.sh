@@ -51,6 +51,10 @@ need_apt=()
 if [ "$want" != runtime ]; then
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  # the web UI's browser tests check that Chinese and emoji render (not as boxes): they need these fonts
+  for font in fonts-noto-cjk fonts-noto-color-emoji; do
+    dpkg-query -W -f='${Status}' "$font" 2>/dev/null | grep -q "ok installed" || need_apt+=("$font")
+  done
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""

@@ -8,14 +8,14 @@ import time
 from aiohttp import web
 
 from server.chat import ChatService, Hooks, TurnServices, TurnSettings
-from server.config import Settings, StoreKind
+from server.config import EmbedderKind, Settings, StoreKind
 from server.events import EventBus
 from server.keys import CHAT, CONNECTIONS, MEMORY, METRICS, SETTINGS, STARTED
 from server.limits import TurnLimiter
 from server.llm.factory import create_generator
 from server.logs import get_logger
 from server.memory.control import MemoryControl
-from server.memory.embedder import SentenceTransformerEmbedder
+from server.memory.embedders import align_embeddings, create_embedder
 from server.memory.knowledge import KnowledgeBase
 from server.memory.ranking import RankingPolicy
 from server.memory.service import LongTermMemory
@@ -28,6 +28,7 @@ from server.store.factory import create_turn_store, create_vector_store
 from server.transport.http import add_routes, client_errors
 from server.transport.memory_api import add_memory_routes
 from server.transport.openai_api import add_openai_routes
+from server.transport.search_feedback import add_search_feedback_routes
 from server.transport.websocket import websocket_handler
 
 log = get_logger(__name__)
@@ -47,6 +48,7 @@ def build_app(settings: Settings, hooks: Hooks | None = None) -> web.Application
     app.on_shutdown.append(_drain)
     add_routes(app)
     add_memory_routes(app)
+    add_search_feedback_routes(app)
     add_openai_routes(app)
     app.router.add_get("/ws", websocket_handler)
     return app
@@ -57,10 +59,7 @@ async def _lifecycle(app: web.Application, hooks: Hooks):
     metrics = app[METRICS]
     persona = settings.persona_file.read_text(encoding="utf-8")
     turns = create_turn_store(settings)
-    embedder = SentenceTransformerEmbedder(settings.embed_model, batch_size=settings.embed_batch,
-                                           threads=settings.embed_threads, workers=settings.embed_workers,
-                                           precision=settings.embed_precision,
-                                           background_linger=settings.embed_background_linger)
+    embedder = create_embedder(settings, embedder_kind(settings))
     generator = create_generator(settings)
     await turns.start()
     lag_watch = asyncio.create_task(metrics.watch_loop_lag())
@@ -71,10 +70,11 @@ async def _lifecycle(app: web.Application, hooks: Hooks):
         await embedder.start()
         await generator.start()
         closers += [embedder.close, generator.close]
-        vectors = create_vector_store(settings, turns, embedder.dim)
+        await align_embeddings(turns, embedder)  # memories another embedder wrote are re-embedded first
+        vectors = create_vector_store(settings, turns, embedder.dim, embedder.id)
         await vectors.start()
         closers.append(vectors.close)
-        search = create_search(settings, generator)
+        search = create_search(settings, generator, embedder, metrics)
         closers.append(search.close)
         interrupted = await turns.interrupt_pending()
         if interrupted:
@@ -90,6 +90,7 @@ async def _lifecycle(app: web.Application, hooks: Hooks):
                          metrics=metrics, bus=bus, limiter=limiter),
             TurnSettings(persona=persona, retrieval_timeout=settings.retrieval_timeout,
                          search_timeout=settings.search_timeout,
+                         persona_with_instructions=settings.api_persona == "prepend",
                          params=GenerationParams(settings.max_new_tokens, settings.temperature, settings.top_p)),
             hooks)
         app[MEMORY] = MemoryControl(memory)
@@ -107,6 +108,22 @@ async def _lifecycle(app: web.Application, hooks: Hooks):
                 await close()
             except Exception:
                 log.exception("error while closing", component=getattr(close, "__qualname__", str(close)))
+
+
+def embedder_kind(settings: Settings) -> EmbedderKind:
+    """EMBEDDER=auto: the static model, but MiniLM while web search is on with a classifier head trained on MiniLM's
+    vectors (the shipped head, until one is trained on the static model's): the head reads the turn's vector."""
+    if settings.embedder != EmbedderKind.AUTO:
+        return settings.embedder
+    if settings.search_provider == "none":
+        return EmbedderKind.STATIC
+    from server.search.classifier import LinearHeadClassifier, head_path
+
+    try:
+        head = LinearHeadClassifier.load(head_path(settings.search_classifier, settings.data_dir))
+    except (OSError, ValueError, KeyError):
+        return EmbedderKind.MINILM  # create_search reports what is wrong with the head
+    return EmbedderKind.STATIC if str(head.embedder).startswith("static") else EmbedderKind.MINILM
 
 
 async def _cancel(task: asyncio.Task) -> None:

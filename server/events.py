@@ -22,13 +22,11 @@ class TurnReceived:
     namespace: str
     text: str
     received_at: float  # time.perf_counter() when the transport read the request
-    # A stateless turn (an anonymous OpenAI-style call): the client sent the earlier turns, which stand in
-    # for the session's buffer, and nothing of the turn is stored. None: a stored, durable turn.
+    # The conversation the client sent (OpenAI-style requests that carry earlier messages): it stands in for
+    # the session's buffer. None: the session's buffer is the short-term context.
     sent_history: tuple[TurnRecord, ...] | None = None
-
-    @property
-    def stateless(self) -> bool:
-        return self.sent_history is not None
+    instructions: str | None = None  # the client's own system prompt, kept next to the persona
+    stateless: bool = False  # nothing of the turn is stored (an anonymous OpenAI-style call)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,14 @@ class Metrics:
         self.retrieval = Histogram("chat_retrieval_seconds", "Embedding plus vector search per turn",
                                    buckets=_LATENCY, registry=r)
         self.search = Counter("chat_search_steps", "Search step outcomes", ["outcome"], registry=r)
+        self.search_score = Histogram("chat_search_classifier_score", "The search classifier's score per turn, by "
+                                      "the message's language and the decision", ["lang", "decision"],
+                                      buckets=tuple(i / 20 for i in range(1, 20)), registry=r)
+        self.search_threshold = Gauge("chat_search_classifier_threshold", "The score at or above which a turn "
+                                      "searches, per language", ["lang"], registry=r)
+        self.search_terms = Counter("chat_search_classifier_terms", "The features that drove searched turns: "
+                                    "n-grams of the head's own vocabulary, '<embedding>' for the embedding's share",
+                                    ["term"], registry=r)
         self.loop_lag = Histogram("chat_event_loop_lag_seconds", "How late the event loop runs a timer: "
                                   "time the loop was busy or starved of the CPU or the GIL",
                                   buckets=_LATENCY, registry=r)
@@ -65,6 +73,13 @@ class Metrics:
                     self.gc_pauses.labels(generation=str(generation)).observe(seconds)
         finally:
             gc.callbacks.remove(self._on_gc)
+
+    def observe_search_decision(self, lang: str, search: bool, score: float, threshold: float,
+                                terms: list[str]) -> None:
+        self.search_score.labels(lang=lang, decision="search" if search else "no").observe(score)
+        self.search_threshold.labels(lang=lang).set(threshold)
+        for term in terms:  # bounded: the head's vocabulary, never free text
+            self.search_terms.labels(term=term).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

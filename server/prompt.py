@@ -1,9 +1,10 @@
 """Build the prompt for a turn within the model's context budget.
 
-Order in the prompt: persona, retrieved memories (dated, oldest first), search summary (fenced as untrusted data), the
-short-term buffer, the message. When it does not fit, the least important goes first: memories
-(lowest score first), then the search summary (shortened), then the oldest buffer turns, then the
-persona's tail, and only last the message's beginning; the message's end is always kept.
+Order in the prompt: persona, the client's own system prompt (OpenAI-style requests), retrieved memories (dated,
+oldest first), search summary (fenced as untrusted data), the short-term buffer (or the conversation the client
+sent), the message. When it does not fit, the least important goes first: memories (lowest score first), then
+the search summary (shortened), then the oldest buffer turns, then the persona's tail, then the client's system
+prompt's tail, and only last the message's beginning; the message's end is always kept.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class PromptParts:
     knowledge: list[Hit] = field(default_factory=list)
     search: SearchOutcome | None = None
     buffer: list[TurnRecord] = field(default_factory=list)
+    instructions: str = ""  # the client's system prompt
 
 
 @dataclass
@@ -71,7 +73,7 @@ class PromptBuilder:
         self.budget = max(32, context_window - reserve_for_reply)
 
     def _system(self, parts: PromptParts, search_summary: str | None) -> str:
-        sections = [parts.persona.strip()]
+        sections = [parts.persona.strip(), parts.instructions.strip()]
         if parts.memories:
             sections.append("\n".join([MEMORY_PREAMBLE, *map(memory_line, memory_order(parts.memories))]))
         if parts.knowledge:
@@ -95,7 +97,8 @@ class PromptBuilder:
 
     def build(self, parts: PromptParts) -> BuiltPrompt:
         parts = PromptParts(parts.persona, parts.message, sorted(parts.memories, key=lambda h: -h.score),
-                            sorted(parts.knowledge, key=lambda h: -h.score), parts.search, list(parts.buffer))
+                            sorted(parts.knowledge, key=lambda h: -h.score), parts.search, list(parts.buffer),
+                            parts.instructions)
         summary = parts.search.summary if parts.search and parts.search.used else None
         truncated: list[str] = []
         while True:
@@ -119,6 +122,9 @@ class PromptBuilder:
             elif parts.persona:
                 parts.persona = self._shorten_end(parts.persona, excess)
                 truncated.append("persona")
+            elif parts.instructions:
+                parts.instructions = self._shorten_end(parts.instructions, excess)
+                truncated.append("instructions")
             else:
                 shorter = self._shorten_start(parts.message, excess)
                 if len(shorter) >= len(parts.message):

@@ -64,6 +64,11 @@ class Generator(Protocol):
 
 class Embedder(Protocol):
     dim: int
+    id: str  # what the vectors are (model and recipe): stores record it, so that two models' vectors never mix
+
+    def describe(self) -> dict:
+        """For /health: the kind, id and dimension, and how it runs."""
+        ...
 
     async def embed(self, texts: Sequence[str], background: bool = False) -> np.ndarray:
         """Return L2-normalised float32 vectors, one row per text; `background` work (flushes, the
@@ -84,6 +89,9 @@ class TurnRecord:
     created: float
     user_name: str | None = None  # the speakers, when known (imported turns)
     assistant_name: str | None = None
+    # what the turn showed besides its reply, as JSON: {"memories": [{id, text, created}], "search": {query,
+    # summary, sources, titles, skipped}}; so that a chat read back shows what it showed live
+    details: str | None = None
 
     @property
     def memory_texts(self) -> list[str]:
@@ -185,7 +193,11 @@ class TurnStore(Protocol):
         """Commit the user message durably; raises PermissionError if another namespace owns the session."""
         ...
 
-    async def finish_turn(self, turn_id: str, response: str, status: str) -> None: ...
+    async def finish_turn(self, turn_id: str, response: str, status: str, details: str | None = None) -> None: ...
+
+    async def rename_session(self, session: str, title: str) -> None:
+        """Give a stored session a title of its own (the list of chats shows it instead of its first message)."""
+        ...
 
     async def buffer(self, session: str) -> list[TurnRecord]:
         """Completed turns not yet flushed into long-term memory, oldest first."""
@@ -236,6 +248,12 @@ class TurnStore(Protocol):
 
     async def import_turns(self, session: str, namespace: str, turns: Sequence[ImportedTurn]) -> list[TurnRecord]:
         """Append completed turns to the session, in order, in one transaction; PermissionError as begin_turn."""
+        ...
+
+    async def supersede_turns(self, session: str, turn_ids: Sequence[str]) -> int:
+        """Delete finished turns of `session` that a regenerated or edited exchange replaces, with the memories
+        made of them (flushed or not; tombstones for indexes), in one transaction. Pending turns and turns of
+        other sessions are left alone. Returns memories removed."""
         ...
 
     # A user's memories one by one (the memory API). `namespace` scopes every call: a memory of another
@@ -291,6 +309,7 @@ class SearchOutcome:
     summary: str | None = None
     sources: list[str] = field(default_factory=list)
     skipped: str | None = None
+    titles: list[str] = field(default_factory=list)  # the sources' page titles, in the same order
 
     @property
     def used(self) -> bool:
@@ -300,8 +319,9 @@ class SearchOutcome:
 class SearchStep(Protocol):
     """classify → (query → fetch → extract → summarise); never raises, reports `skipped` instead."""
 
-    def precheck(self, vector: np.ndarray) -> SearchOutcome | None:
-        """The outcome when it is known without I/O (disabled, not needed); None when `run` must search."""
+    def precheck(self, vector: np.ndarray, text: str = "", recent: Sequence[TurnRecord] = ()) -> SearchOutcome | None:
+        """The outcome when it is known without I/O (disabled, not needed); None when `run` must search.
+        `text` and `recent` (the buffer: the follow-up context) inform the classifier."""
         ...
 
     async def run(self, text: str, vector: np.ndarray, recent: Sequence[TurnRecord]) -> SearchOutcome: ...

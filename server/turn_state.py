@@ -20,6 +20,7 @@ class TurnControl:
     stopped: bool = False
     released: bool = False  # the session is free again (set before the end frame goes out)
     limit_key: str | None = None  # who the turn counts against in the TurnLimiter
+    freed: asyncio.Event = field(default_factory=asyncio.Event)  # set with `released`: a waiting turn may go
 
     def stop(self) -> None:
         self.stopped = True

@@ -1,4 +1,5 @@
-"""`python -m trainer --model ID_OR_DIR --data FILE --out DIR [...]` (also under torchrun)."""
+"""`python -m trainer --model ID_OR_DIR --data FILE --out DIR [...]` (also under torchrun), and
+`python -m trainer --from-server-db DATA_DIR --out chats.jsonl` (the server's chats as training data)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from trainer.errors import TrainerError
 def main(argv: list[str] | None = None) -> int:
     from trainer.config import parse_args
 
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        if any(a == "--from-server-db" or a.startswith("--from-server-db=") for a in argv):
+            from trainer.server_chats import main as export_main
+
+            return export_main(argv)
         config = parse_args(argv)
         from transformers.utils import logging as hf_logging
 

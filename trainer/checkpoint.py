@@ -33,6 +33,15 @@ class TrainState:
     batch_in_epoch: int = 0  # global batches of `epoch` already trained on
     tokens_seen: int = 0
     elapsed_s: float = 0.0
+    # --keep-best / --early-stopping-patience: the best held-out loss so far, the step that reached it (its
+    # checkpoint is kept) and how many evaluations since have not beaten it.
+    best_loss: float | None = None
+    best_step: int | None = None
+    evals_since_best: int = 0
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{_PREFIX}{step:08d}"
 
 
 def _digest(parts: list[bytes]) -> str:
@@ -54,6 +63,25 @@ def base_fingerprint(model: nn.Module) -> str:
 def data_fingerprint(examples) -> str:
     """Which training examples, in which order: a resumed run's data position means nothing on other data."""
     return _digest([f"{len(e)}:{e.n_targets}:{e.poem_index}:{e.fmt};".encode() for e in examples])
+
+
+def content_fingerprint(examples) -> str:
+    """The examples' tokens and targets: tells apart data of the same shape (another file, another seed's
+    split) that the order-and-length fingerprint above cannot."""
+    h = hashlib.sha256()
+    for e in examples:
+        h.update(np.asarray(e.input_ids, dtype=np.int64).tobytes())
+        h.update(np.asarray(e.targets, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+# What decides which examples each step trains on: a resumed run that changes one of these would silently skip
+# or repeat examples, so it is refused rather than continued.
+RUN_SETTINGS = ("batch_size", "grad_accum", "seed", "packing", "group_by_length")
+
+
+def run_settings(cfg) -> dict[str, Any]:
+    return {name: getattr(cfg, name) for name in RUN_SETTINGS}
 
 
 def model_identity(model_name: str, model: nn.Module, base_print: str) -> dict[str, Any]:
@@ -120,8 +148,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(out_dir: Path, state: TrainState, model: nn.Module, optimizer, scheduler,
                     identity: dict[str, Any], config: dict[str, Any], ctx: DistContext, keep: int) -> Path:
+    """Save atomically; keep the `keep` latest checkpoints, and the best one (state.best_step) with them."""
     root = Path(out_dir) / CHECKPOINTS
-    final = root / f"{_PREFIX}{state.step:08d}"
+    final = root / checkpoint_name(state.step)
     tmp = root / f".{final.name}.tmp"
     if ctx.is_main:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -139,8 +168,10 @@ def save_checkpoint(out_dir: Path, state: TrainState, model: nn.Module, optimize
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
+        best_name = None if state.best_step is None else checkpoint_name(state.best_step)
         for old in checkpoint_dirs(out_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            if old.name != best_name:
+                shutil.rmtree(old, ignore_errors=True)
     barrier(ctx)
     return final
 
@@ -160,7 +191,15 @@ def check_identity(path: Path, stored: dict[str, Any], current: dict[str, Any]) 
             f"{stored.get('parameters')} parameters), but this run trains {current['model']!r} "
             f"({current['architecture']}, {current['parameters']} parameters). Resume with the model (and LoRA "
             f"settings) that made it, or give another --out to start afresh.")
-    if stored.get("data") != current.get("data"):
+    settings = stored.get("settings", {})
+    changed = [f"--{name.replace('_', '-')} {_flag(settings[name])} (now {_flag(current['settings'][name])})"
+               for name in RUN_SETTINGS if name in settings and settings[name] != current["settings"][name]]
+    if changed:
+        raise TrainerError(f"cannot resume: {path} was written with {', '.join(changed)}; a resumed run must "
+                           f"take the same steps over the same examples, so resume with the settings that made "
+                           f"it, or give another --out to start afresh")
+    same_content = "content" not in stored or stored["content"] == current.get("content")
+    if stored.get("data") != current.get("data") or not same_content:
         raise TrainerError(f"cannot resume: {path} was trained on other examples; resume with the same --data, "
                            f"--formats, --max-length, --eval-split and --seed as the run that wrote it")
     if stored.get("trainable") != current["trainable"]:
@@ -168,18 +207,27 @@ def check_identity(path: Path, stored: dict[str, Any], current: dict[str, Any]) 
                            f"--lora / --train-top-layers settings as the run that wrote it")
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, identity: dict[str, Any],
-                    ctx: DistContext) -> TrainState:
-    path = Path(path)
-    meta = read_checkpoint_meta(path)
-    check_identity(path, meta.get("identity", {}), identity)
-    saved = torch.load(path / "trainable.pt", map_location="cpu", weights_only=True)
+def _flag(value: Any) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
+
+
+def load_trainable(path: Path, model: nn.Module) -> None:
+    """Put a checkpoint's trainable weights into `model` (the rest of the model is the same base)."""
+    saved = torch.load(Path(path) / "trainable.pt", map_location="cpu", weights_only=True)
     params = _trainable(model)
     if set(saved) != set(params):
         raise TrainerError(f"cannot resume: {path} holds different trainable parameters than this model")
     with torch.no_grad():
         for name, p in params.items():
             p.copy_(saved[name])
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, identity: dict[str, Any],
+                    ctx: DistContext) -> TrainState:
+    path = Path(path)
+    meta = read_checkpoint_meta(path)
+    check_identity(path, meta.get("identity", {}), identity)
+    load_trainable(path, model)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
     rng_file = path / f"rng-{ctx.rank}.pt"

@@ -1,4 +1,4 @@
-"""Training configuration: one dataclass, filled from defaults < a TOML/JSON config file < command-line flags."""
+"""Training configuration: one dataclass, filled from defaults < a TOML/YAML/JSON config file < command-line flags."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from trainer.errors import TrainerError
 
 FORMATS = ("raw", "chat")
@@ -17,6 +19,8 @@ OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 EXPORT_DTYPES = ("auto", "fp32", "bf16", "fp16")
+LOAD_DTYPES = ("fp32", "bf16", "fp16")
+REPORT_TO = ("none", "tensorboard")
 
 
 @dataclass
@@ -25,6 +29,10 @@ class TrainConfig:
     out: str
     model: str | None = None
     from_scratch: str | None = None
+    eval_data: str | None = None
+    text_field: str | None = None  # None: "text", and a poem corpus's title/text pair still reads as poems
+    messages_field: str = "messages"
+    chat_template: str | None = None  # a Jinja file that replaces the tokenizer's chat template
 
     epochs: int = 1
     max_steps: int | None = None
@@ -47,11 +55,14 @@ class TrainConfig:
     group_by_length: bool = True
 
     train_top_layers: int | None = None
+    load_dtype: str = "fp32"
+    gradient_checkpointing: bool = False
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_targets: str = "all-linear"
+    save_adapter: bool = False
 
     scheduled_sampling: float = 0.0
     scheduled_sampling_ramp: float = 1.0
@@ -62,7 +73,10 @@ class TrainConfig:
     sample_tokens: int = 96
     save_every: int = 500
     keep_checkpoints: int = 2
+    keep_best: bool = False
+    early_stopping_patience: int | None = None
     log_every: int = 10
+    report_to: str = "none"
 
     seed: int = 42
     device: str = "auto"
@@ -98,6 +112,9 @@ class TrainConfig:
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("export-dtype", self.export_dtype, EXPORT_DTYPES)
+        _check_choice("load-dtype", self.load_dtype, LOAD_DTYPES)
+        _check_choice("report-to", self.report_to, REPORT_TO)
+        self._validate_run_management()
         self.formats = tuple(self.formats)
         if not self.formats or any(f not in FORMATS for f in self.formats):
             raise TrainerError(f"--formats takes one or more of {', '.join(FORMATS)}, got {list(self.formats)}")
@@ -120,6 +137,18 @@ class TrainConfig:
             raise TrainerError("--keep-checkpoints must be at least 1")
         return self
 
+    def _validate_run_management(self) -> None:
+        if self.save_adapter and not self.lora:
+            raise TrainerError("--save-adapter saves the LoRA adapter: it needs --lora")
+        if self.early_stopping_patience is not None:
+            if self.early_stopping_patience < 1:
+                raise TrainerError("--early-stopping-patience must be at least 1")
+            # Stopping on a plateau only makes sense if the model kept is the best one seen.
+            self.keep_best = True
+        if self.keep_best and self.eval_split == 0 and not self.eval_data:
+            raise TrainerError("--keep-best and --early-stopping-patience need held-out data: --eval-split or "
+                               "--eval-data")
+
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["formats"] = list(self.formats)
@@ -139,14 +168,19 @@ def _bool_flag(parser: argparse._ActionsContainer, name: str, help_text: str) ->
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m trainer",
-        description="Finetune a causal LM (or train a small one from scratch) on Su Shi's poems.",
+        description="Finetune a causal LM (or train a small one from scratch) on Su Shi's poems, chats, "
+                    "prompt-completion pairs or text. `python -m trainer --from-server-db DATA_DIR --out FILE` "
+                    "exports the chat server's stored conversations as training chats.",
         # Defaults are suppressed so that a config file's values survive unless a flag is really given.
         argument_default=argparse.SUPPRESS,
     )
-    p.add_argument("--config", help="TOML or JSON file whose keys are these flags' names (dashes or underscores)")
+    p.add_argument("--config", help="TOML, YAML or JSON file whose keys are these flags' names (dashes or "
+                   "underscores)")
     p.add_argument("--model", help="Hugging Face model id or local directory of any causal LM")
     p.add_argument("--from-scratch", metavar="SIZE", help="train a small Llama from random init: micro|tiny|small|base")
-    p.add_argument("--data", help="poems.jsonl or poems.html")
+    p.add_argument("--data", help="poems.jsonl/html; a JSONL/JSON/parquet/CSV of chats ('messages'), prompt-"
+                   "completion pairs or text; or a Hugging Face dataset directory (save_to_disk or data files)")
+    p.add_argument("--eval-data", help="held-out records in any --data format (then --eval-split is not used)")
     p.add_argument("--out", help="output directory: the final HF model, checkpoints/, metrics.jsonl, loss.png")
     _optimisation_flags(p.add_argument_group("optimisation"))
     _batching_flags(p.add_argument_group("data and batching"))
@@ -178,15 +212,24 @@ def _batching_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--formats", nargs="+", choices=FORMATS, help="prompt formats to train on (default both)")
     _bool_flag(g, "packing", "pack several examples per row (per-example positions, no cross attention)")
     _bool_flag(g, "group-by-length", "batch examples of similar length together (default on)")
+    g.add_argument("--text-field", help="column of plain text to train on (default text)")
+    g.add_argument("--messages-field", help="column of chat message lists (default messages)")
+    g.add_argument("--chat-template", metavar="FILE", help="Jinja chat template replacing the tokenizer's own; "
+                   "saved with the exported tokenizer")
 
 
 def _training_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--train-top-layers", type=int, metavar="N", help="freeze all but the top N transformer layers")
+    g.add_argument("--load-dtype", choices=LOAD_DTYPES, help="dtype of the base weights (default fp32; bf16 halves "
+                   "the memory of a LoRA run's frozen base)")
+    _bool_flag(g, "gradient-checkpointing", "recompute activations in backward: less memory, ~30%% more time")
     _bool_flag(g, "lora", "train LoRA adapters (peft), merged into the exported model")
     g.add_argument("--lora-r", type=int, help="LoRA rank (default 16)")
     g.add_argument("--lora-alpha", type=int, help="LoRA alpha (default 32)")
     g.add_argument("--lora-dropout", type=float, help="LoRA dropout (default 0.05)")
     g.add_argument("--lora-targets", help="peft target_modules, comma separated or all-linear (default)")
+    _bool_flag(g, "save-adapter", "also save the unmerged LoRA adapter in OUT/adapter (PEFT, or the server's "
+               "LORA_DIR)")
     g.add_argument("--scheduled-sampling", type=float, metavar="P",
                    help="parallel scheduled sampling: replace up to this fraction of poem inputs by predictions")
     g.add_argument("--scheduled-sampling-ramp", type=float, metavar="F",
@@ -200,6 +243,11 @@ def _reporting_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--sample-tokens", type=int, help="max new tokens per sample poem (default 96)")
     g.add_argument("--save-every", type=int, help="steps between checkpoints (default 500)")
     g.add_argument("--keep-checkpoints", type=int, help="how many recent checkpoints to keep (default 2)")
+    _bool_flag(g, "keep-best", "keep the checkpoint with the lowest held-out loss and export it")
+    g.add_argument("--early-stopping-patience", type=int, metavar="N",
+                   help="stop after N evaluations without a lower held-out loss (implies --keep-best)")
+    g.add_argument("--report-to", choices=REPORT_TO, help="tensorboard: also write TensorBoard event files to "
+                   "OUT/runs (offline); metrics.jsonl and loss.png are always written")
     g.add_argument("--log-every", type=int, help="steps between metrics lines (default 10)")
     g.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
                    help="continue from the latest checkpoint in --out, or from the given checkpoint directory")
@@ -237,9 +285,11 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         elif path.suffix == ".json":
             raw = json.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix in (".yaml", ".yml"):
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         else:
-            raise TrainerError(f"{path}: config files are .toml or .json")
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise TrainerError(f"{path}: config files are .toml, .yaml/.yml or .json")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
         raise TrainerError(f"{path}: cannot parse config ({exc})") from exc
     if not isinstance(raw, dict):
         raise TrainerError(f"{path}: expected a table of settings")

@@ -86,10 +86,10 @@ def prompt_text(tokenizer, title: str, fmt: str) -> str:
         return RAW_PROMPT.format(title=title)
     messages = [{"role": "user", "content": CHAT_INSTRUCTION.format(title=title)}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                         chat_template=_template(tokenizer))
+                                         chat_template=chat_template_of(tokenizer))
 
 
-def _template(tokenizer) -> str | None:
+def chat_template_of(tokenizer) -> str | None:
     # None lets transformers pick among the tokenizer's own templates.
     return None if getattr(tokenizer, "chat_template", None) else FALLBACK_CHAT_TEMPLATE
 
@@ -99,7 +99,7 @@ def _chat_completion_text(tokenizer, title: str, poem: str, prompt: str) -> str:
         {"role": "user", "content": CHAT_INSTRUCTION.format(title=title)},
         {"role": "assistant", "content": poem},
     ]
-    full = tokenizer.apply_chat_template(messages, tokenize=False, chat_template=_template(tokenizer))
+    full = tokenizer.apply_chat_template(messages, tokenize=False, chat_template=chat_template_of(tokenizer))
     if full.startswith(prompt):
         # The template's own end-of-turn marker is part of the completion: the model must learn to stop.
         return full[len(prompt):].rstrip("\n")
@@ -154,3 +154,4 @@ def encode_poems(tokenizer, poems: Sequence[Poem], indices: Sequence[int], forma
             stats.by_format[fmt] = stats.by_format.get(fmt, 0) + 1
     stats.examples = len(examples)
     return examples, stats
+

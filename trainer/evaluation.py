@@ -6,7 +6,6 @@ import torch
 
 from trainer.batching import collate
 from trainer.config import TrainConfig
-from trainer.data import prompt_text
 from trainer.distributed import all_reduce_sum
 from trainer.prepare import Run
 from trainer.report import Reporter, perplexity
@@ -39,27 +38,27 @@ def evaluate(cfg: TrainConfig, run: Run, report: Reporter) -> float:
                 "samples": samples})
     report.say(f"step {step}: held-out loss {eval_loss:.4f}, perplexity {perplexity(eval_loss):.1f}")
     for s in samples:
-        report.say(f"  《{s['title']}》 ({s['format']}): {s['text'][:120]!r}")
+        title = f"《{s['title']}》" if s["format"] in ("raw", "chat") else s["title"]
+        report.say(f"  {title} ({s['format']}): {s['text'][:120]!r}")
     report.plot()
     return eval_loss
 
 
 def sample_poems(cfg: TrainConfig, run: Run) -> list[dict[str, str]]:
-    """One poem for each of the first --eval-samples held-out titles, the formats taken in turn."""
+    """A continuation of each of the first --eval-samples held-out prompts (poem titles in the formats taken in
+    turn, or the conversation before its last reply)."""
     ctx, tokenizer, model = run.ctx, run.tokenizer, run.model
     devices = [ctx.device.index or 0] if ctx.device.type == "cuda" else []
     samples = []
     # A private RNG stream: sampling at eval must not move the training RNG, or resuming would diverge.
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(cfg.seed + run.state.step)
-        for k, i in enumerate(run.data.eval_idx[:cfg.eval_samples]):
-            fmt = cfg.formats[k % len(cfg.formats)]
-            title = run.data.poems[i].title
-            prompt = prompt_text(tokenizer, title, fmt)
-            enc = tokenizer(prompt, add_special_tokens=(fmt == "raw"), return_tensors="pt").to(ctx.device)
+        for sample in run.data.samples:
+            enc = tokenizer(sample.text, add_special_tokens=sample.add_special_tokens,
+                            return_tensors="pt").to(ctx.device)
             with run.autocast():
                 out = model.generate(**enc, max_new_tokens=cfg.sample_tokens, do_sample=True, temperature=0.8,
                                      top_p=0.95, pad_token_id=run.data.pad_id)
             text = tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            samples.append({"title": title, "format": fmt, "text": text})
+            samples.append({"title": sample.label, "format": sample.fmt, "text": text})
     return samples

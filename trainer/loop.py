@@ -1,5 +1,6 @@
 """The training run, top to bottom: set up, evaluate, step through the batches (logging, evaluating and saving
-as configured), then export the model, or on a stop request save a checkpoint to resume from."""
+as configured, keeping the best checkpoint and stopping on a plateau if asked), then export the model, or on a
+stop request save a checkpoint to resume from."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any, NamedTuple
 import torch
 
 from trainer.batching import collate, global_batches, split_micro_batches
-from trainer.checkpoint import TrainState, save_checkpoint
+from trainer.checkpoint import CHECKPOINTS, TrainState, checkpoint_name, load_trainable, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.distributed import all_reduce_sum, any_process, barrier, init_distributed, shutdown
 from trainer.evaluation import evaluate
@@ -38,6 +39,8 @@ class TrainResult:
     initial_eval_loss: float | None
     checkpoint: Path | None
     model_dir: Path | None
+    best_step: int | None = None  # with --keep-best: the step whose weights were exported
+    early_stopped: bool = False
 
 
 class StepStats(NamedTuple):
@@ -76,6 +79,7 @@ class Outcome:
     checkpoint: Path | None = None
     evaluated_at: int | None = None
     saved_at: int | None = None
+    early_stopped: bool = False
 
 
 def train(config: TrainConfig, on_event: EventHandler | None = None,
@@ -126,11 +130,14 @@ def _train_loop(cfg: TrainConfig, run: Run, report: Reporter, stop: threading.Ev
             report.log(_train_record(cfg, state, stats, window))
             window = LogWindow()
         if run.data.held_out and state.step % cfg.eval_every == 0:
-            outcome.eval_loss = evaluate(cfg, run, report)
-            outcome.evaluated_at = state.step
-        if state.step % cfg.save_every == 0:
+            outcome.early_stopped = _evaluate_and_select(cfg, run, report, outcome)
+        if state.step % cfg.save_every == 0 and outcome.saved_at != state.step:
             outcome.checkpoint = _save(cfg, run, report)
             outcome.saved_at = state.step
+        if outcome.early_stopped:
+            report.say(f"early stop at step {state.step}: no lower held-out loss in {state.evals_since_best} "
+                       f"evaluations since step {state.best_step} ({state.best_loss:.4f})")
+            break
         if any_process(run.ctx, stop.is_set()):
             interrupted = True
             break
@@ -140,6 +147,25 @@ def _train_loop(cfg: TrainConfig, run: Run, report: Reporter, stop: threading.Ev
     if interrupted:
         return _stop_early(cfg, run, report, outcome)
     return _finish(cfg, run, report, outcome)
+
+
+def _evaluate_and_select(cfg: TrainConfig, run: Run, report: Reporter, outcome: Outcome) -> bool:
+    """Evaluate at this step; with --keep-best save a new best at once (rotation keeps it). True when
+    --early-stopping-patience evaluations in a row have not beaten the best."""
+    state = run.state
+    outcome.eval_loss = evaluate(cfg, run, report)
+    outcome.evaluated_at = state.step
+    if not cfg.keep_best:
+        return False
+    if state.best_loss is None or outcome.eval_loss < state.best_loss:
+        state.best_loss, state.best_step, state.evals_since_best = outcome.eval_loss, state.step, 0
+        if outcome.saved_at != state.step:
+            outcome.checkpoint = _save(cfg, run, report)
+            outcome.saved_at = state.step
+        return False
+    state.evals_since_best += 1
+    patience = cfg.early_stopping_patience
+    return patience is not None and state.evals_since_best >= patience
 
 
 def _remaining_batches(cfg: TrainConfig, run: Run) -> Iterator[list[int]]:
@@ -213,20 +239,26 @@ def _stop_early(cfg: TrainConfig, run: Run, report: Reporter, outcome: Outcome) 
 
 def _finish(cfg: TrainConfig, run: Run, report: Reporter, outcome: Outcome) -> TrainResult:
     """Evaluate and save at the last step unless that step already did, then export the model."""
-    step = run.state.step
+    state = run.state
+    step = state.step
     if run.data.held_out and outcome.evaluated_at != step:
-        outcome.eval_loss = evaluate(cfg, run, report)
+        _evaluate_and_select(cfg, run, report, outcome)
     if outcome.saved_at != step:
         outcome.checkpoint = _save(cfg, run, report)
+    if cfg.keep_best and state.best_step is not None and state.best_step != step:
+        load_trainable(run.out / CHECKPOINTS / checkpoint_name(state.best_step), run.model)
+        report.say(f"exporting the best checkpoint: step {state.best_step}, held-out loss {state.best_loss:.4f}")
     model_dir = None
     if run.ctx.is_main:
-        model_dir = export_model(run.model, run.tokenizer, run.out, run.export_dtype)
+        model_dir = export_model(run.model, run.tokenizer, run.out, run.export_dtype, cfg.save_adapter)
     barrier(run.ctx)
     report.plot()
+    best_step = state.best_step if cfg.keep_best else None
     report.emit("done", step=step, out=str(run.out), train_loss=outcome.train_loss, eval_loss=outcome.eval_loss,
-                initial_eval_loss=outcome.initial_eval_loss)
+                initial_eval_loss=outcome.initial_eval_loss, best_step=best_step, best_eval_loss=state.best_loss,
+                early_stopped=outcome.early_stopped)
     return TrainResult(run.out, step, False, outcome.train_loss, outcome.eval_loss, outcome.initial_eval_loss,
-                       outcome.checkpoint, model_dir)
+                       outcome.checkpoint, model_dir, best_step, outcome.early_stopped)
 
 
 def _save(cfg: TrainConfig, run: Run, report: Reporter) -> Path:

@@ -41,8 +41,8 @@ def _load_help(model_id: str) -> str:
             f"--from-scratch tiny.")
 
 
-def load_pretrained(model_id: str, attn_implementation: str | None = None):
-    """(model in fp32, tokenizer, the checkpoint's own dtype) from a local directory or the Hub."""
+def load_pretrained(model_id: str, attn_implementation: str | None = None, dtype: torch.dtype = torch.float32):
+    """(model in `dtype`, tokenizer, the checkpoint's own dtype) from a local directory or the Hub."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     local = Path(model_id).expanduser()
@@ -56,7 +56,7 @@ def load_pretrained(model_id: str, attn_implementation: str | None = None):
     try:
         config = AutoConfig.from_pretrained(model_id, local_files_only=cache_only)
         tokenizer = AutoTokenizer.from_pretrained(model_id, local_files_only=cache_only)
-        model = AutoModelForCausalLM.from_pretrained(model_id, dtype=torch.float32, local_files_only=cache_only,
+        model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype, local_files_only=cache_only,
                                                      **kwargs)
     except (OSError, ValueError) as exc:
         if cache_only or (not looks_like_path and _offline()):
@@ -100,6 +100,29 @@ def load_scratch(size: str, texts: Sequence[str], out_dir: Path, seed: int, resu
     model = AutoModelForCausalLM.from_pretrained(scratch_dir, dtype=torch.float32, **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(scratch_dir)
     return model, tokenizer
+
+
+def check_packing_support(attn_implementation: str | None) -> None:
+    """Packing keeps examples apart by restarting position_ids, which only transformers 5 turns into a
+    block-diagonal mask for sdpa/eager attention; 4.x would let packed examples attend to each other."""
+    import transformers
+
+    major = int(transformers.__version__.split(".")[0])
+    if major < 5 and not (attn_implementation or "").startswith("flash_attention"):
+        raise TrainerError(f"--packing needs transformers 5 or later (installed: {transformers.__version__}): "
+                           f"older releases would let packed examples attend to each other. Upgrade "
+                           f"transformers, use --attn-implementation flash_attention_2, or train without --packing")
+
+
+def enable_gradient_checkpointing(model: nn.Module) -> None:
+    # Non-reentrant checkpointing needs no input that requires grad, so it works with frozen embeddings
+    # (LoRA, --train-top-layers) as it does for a full finetune.
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5's name; the old one warns
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.config.use_cache = False
 
 
 def transformer_layers(model: nn.Module) -> nn.ModuleList:

@@ -18,32 +18,43 @@ import numpy as np
 import torch
 from torch import nn
 
-from scraper.corpus import CorpusError, Poem, read_corpus
 from trainer.checkpoint import (
     CHECKPOINTS,
     TrainState,
     base_fingerprint,
     checkpoint_dirs,
+    content_fingerprint,
     data_fingerprint,
     load_checkpoint,
     model_identity,
     resolve_resume,
+    run_settings,
 )
 from trainer.config import TrainConfig
-from trainer.data import EncodeStats, Example, encode_poems, ensure_chat_template, scratch_tokenizer_texts, split_poems
+from trainer.data import EncodeStats, Example, ensure_chat_template, scratch_tokenizer_texts, split_poems
 from trainer.distributed import DistContext, barrier
+from trainer.encode import SamplePrompt, encode_records, sample_prompts
 from trainer.errors import TrainerError
 from trainer.export import DTYPES
 from trainer.loss import TokenLoss
-from trainer.modeling import apply_lora, count_parameters, freeze_all_but_top_layers, load_pretrained, load_scratch
+from trainer.modeling import (
+    apply_lora,
+    check_packing_support,
+    count_parameters,
+    enable_gradient_checkpointing,
+    freeze_all_but_top_layers,
+    load_pretrained,
+    load_scratch,
+)
+from trainer.records import Fields, Records, load_records, record_texts
 from trainer.report import Reporter
 
 
 @dataclass
 class RunData:
     """The encoded examples and how they are cut into batches."""
-    poems: list[Poem]
-    eval_idx: list[int]  # held-out poems, in the order evaluation samples are drawn from
+    records: Records  # what --data holds
+    samples: list[SamplePrompt]  # the prompts evaluation samples continue
     train: list[Example]
     held_out: list[Example]
     lengths: list[int]  # of each training example, for batching without touching the examples
@@ -86,19 +97,23 @@ def prepare_run(cfg: TrainConfig, ctx: DistContext, report: Reporter) -> Run:
     out = Path(cfg.out)
     resume_path = _claim_out_dir(cfg, ctx, out)
     _seed_everything(cfg.seed)
-    poems = _read_poems(cfg.data)
-    train_idx, eval_idx = split_poems(poems, cfg.eval_split, cfg.seed)
-    model, tokenizer, stored_dtype, model_name = _load_model(cfg, ctx, out, resume_path is not None, poems,
+    if cfg.packing:
+        check_packing_support(cfg.attn_implementation)
+    records, held_out, train_idx, eval_idx = _read_data(cfg)
+    model, tokenizer, stored_dtype, model_name = _load_model(cfg, ctx, out, resume_path is not None, records,
                                                              train_idx)
-    own_chat_template = ensure_chat_template(tokenizer) if "chat" in cfg.formats else None
-    data = _encode_data(cfg, ctx, model, tokenizer, poems, train_idx, eval_idx)
+    own_chat_template = _set_chat_template(cfg, tokenizer, records)
+    data = _encode_data(cfg, ctx, model, tokenizer, (records, train_idx), (held_out, eval_idx))
 
     base_print = base_fingerprint(model)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     if cfg.train_top_layers:
         freeze_all_but_top_layers(model, cfg.train_top_layers)
     if cfg.lora:
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
-    identity = {**model_identity(model_name, model, base_print), "data": data_fingerprint(data.train)}
+    identity = {**model_identity(model_name, model, base_print), "data": data_fingerprint(data.train),
+                "content": content_fingerprint(data.train), "settings": run_settings(cfg)}
     model.to(ctx.device)
     loss_module = TokenLoss(model)
     # from_pretrained hands back a model in eval mode: without this, dropout would stay off until the
@@ -122,7 +137,7 @@ def prepare_run(cfg: TrainConfig, ctx: DistContext, report: Reporter) -> Run:
               resume_path=resume_path, state=state)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        report.open_metrics(state.step if resume_path is not None else None)
+        report.open_metrics(state.step if resume_path is not None else None, cfg.report_to == "tensorboard")
         (out / "train_config.json").write_text(json.dumps(cfg.to_json(), ensure_ascii=False, indent=1),
                                                encoding="utf-8")
     _announce(run, report, own_chat_template)
@@ -149,31 +164,54 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _read_poems(path: str) -> list[Poem]:
-    try:
-        return read_corpus(path)
-    except CorpusError as exc:
-        raise TrainerError(f"{exc} (--data takes the poems.jsonl or poems.html that python -m scraper "
-                           f"writes)") from exc
+def _read_data(cfg: TrainConfig) -> tuple[Records, Records, list[int], list[int]]:
+    """(training records, held-out records, the indices of each): a split of --data, or all of it with
+    --eval-data held out."""
+    fields = Fields(text=cfg.text_field or "text", messages=cfg.messages_field, text_given=bool(cfg.text_field))
+    records = load_records(cfg.data, fields)
+    if cfg.eval_data:
+        held_out = load_records(cfg.eval_data, fields)
+        if held_out.kind != records.kind:
+            raise TrainerError(f"--eval-data holds {held_out.kind} records but --data holds {records.kind}")
+        return records, held_out, list(range(len(records))), list(range(len(held_out)))
+    train_idx, eval_idx = split_poems(records.items, cfg.eval_split, cfg.seed)
+    return records, records, train_idx, eval_idx
 
 
-def _load_model(cfg: TrainConfig, ctx: DistContext, out: Path, resuming: bool, poems: list[Poem],
+def _load_model(cfg: TrainConfig, ctx: DistContext, out: Path, resuming: bool, records: Records,
                 train_idx: list[int]):
     """(model, tokenizer, the checkpoint's own dtype or None, the name checkpoints record)."""
     if not cfg.from_scratch:
-        model, tokenizer, stored_dtype = load_pretrained(cfg.model, cfg.attn_implementation)
+        model, tokenizer, stored_dtype = load_pretrained(cfg.model, cfg.attn_implementation,
+                                                         DTYPES[cfg.load_dtype])
         return model, tokenizer, stored_dtype, cfg.model
-    model, tokenizer = load_scratch(cfg.from_scratch, scratch_tokenizer_texts(poems, train_idx), out, cfg.seed,
-                                    resuming, ctx, cfg.attn_implementation)
+    if records.kind == "poems":
+        texts = scratch_tokenizer_texts(records.items, train_idx)
+    else:
+        texts = [*record_texts(records, train_idx), "用户：", "助手："]  # the fallback chat template's words
+    model, tokenizer = load_scratch(cfg.from_scratch, texts, out, cfg.seed, resuming, ctx, cfg.attn_implementation)
     return model, tokenizer, None, f"scratch:{cfg.from_scratch}"
 
 
-def _encode_data(cfg: TrainConfig, ctx: DistContext, model: nn.Module, tokenizer, poems: list[Poem],
-                 train_idx: list[int], eval_idx: list[int]) -> RunData:
+def _set_chat_template(cfg: TrainConfig, tokenizer, records: Records) -> bool | None:
+    """--chat-template, else the tokenizer's own, else the fallback; None when the data uses no template."""
+    if cfg.chat_template:
+        try:
+            tokenizer.chat_template = Path(cfg.chat_template).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise TrainerError(f"--chat-template {cfg.chat_template}: {exc.strerror}") from exc
+    if records.kind == "messages" or (records.kind == "poems" and "chat" in cfg.formats):
+        return ensure_chat_template(tokenizer)
+    return None
+
+
+def _encode_data(cfg: TrainConfig, ctx: DistContext, model: nn.Module, tokenizer, train_part: tuple[Records, list[int]],
+                 eval_part: tuple[Records, list[int]]) -> RunData:
     max_positions = getattr(model.config, "max_position_embeddings", None) or cfg.max_length
     max_length = min(cfg.max_length, max_positions)
-    train, stats = encode_poems(tokenizer, poems, train_idx, cfg.formats, max_length)
-    held_out, _ = encode_poems(tokenizer, poems, eval_idx, cfg.formats, max_length)
+    train, stats = encode_records(tokenizer, *train_part, cfg.formats, max_length)
+    held_out, _ = encode_records(tokenizer, *eval_part, cfg.formats, max_length)
+    samples = sample_prompts(tokenizer, *eval_part, cfg.formats, cfg.eval_samples)
     micro_parts = cfg.grad_accum * ctx.world_size
     if len(train) < cfg.batch_size:
         raise TrainerError(f"only {len(train)} training examples, fewer than --batch-size {cfg.batch_size}")
@@ -181,7 +219,8 @@ def _encode_data(cfg: TrainConfig, ctx: DistContext, model: nn.Module, tokenizer
         raise TrainerError(f"--batch-size {cfg.batch_size} cannot be split over --grad-accum {cfg.grad_accum} x "
                            f"{ctx.world_size} processes")
     pad_id = next(t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if t is not None)
-    return RunData(poems=poems, eval_idx=eval_idx, train=train, held_out=held_out, lengths=[len(e) for e in train],
+    return RunData(records=train_part[0], samples=samples, train=train, held_out=held_out,
+                   lengths=[len(e) for e in train],
                    pad_id=pad_id, max_length=max_length, micro_parts=micro_parts, stats=stats)
 
 
@@ -225,7 +264,9 @@ def _announce(run: Run, report: Reporter, own_chat_template: bool | None) -> Non
     ctx, data, state = run.ctx, run.data, run.state
     trainable, total = count_parameters(run.model)
     report.emit("start", model=run.model_name, device=str(ctx.device), world_size=ctx.world_size,
-                precision=run.precision, parameters=total, trainable_parameters=trainable,
+                precision=run.precision, data_kind=data.records.kind,
+                weights_dtype=str(next(run.model.parameters()).dtype).removeprefix("torch."),
+                parameters=total, trainable_parameters=trainable,
                 train_examples=len(data.train), eval_examples=len(data.held_out),
                 truncated_examples=data.stats.truncated, skipped_examples=data.stats.skipped_prompt_too_long,
                 total_steps=run.total_steps, start_step=state.step, max_length=data.max_length,

@@ -1,4 +1,6 @@
-"""What a run reports: events, metrics.jsonl, loss.png, and a progress bar with tokens/s (main process only)."""
+"""What a run reports (main process only): events to the caller, metrics.jsonl (machine-readable, one JSON
+object per line), loss.png, TensorBoard event files with --report-to tensorboard, and for people a progress bar
+with tokens/s and news lines, all on stderr so that stdout stays free for whatever a caller pipes."""
 
 from __future__ import annotations
 
@@ -11,6 +13,10 @@ from typing import Any
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "loss.png"
+TENSORBOARD_DIR = "runs"
+# metrics.jsonl record fields that TensorBoard plots, under these tags.
+_SCALARS = {"train": ("loss", "lr", "grad_norm", "tokens_per_s", "scheduled_sampling_rate"),
+            "eval": ("eval_loss", "perplexity")}
 
 EventHandler = Callable[[dict[str, Any]], Any]
 
@@ -94,7 +100,7 @@ class Progress:
 
     def write(self, text: str) -> None:
         if self.bar is not None:
-            self.bar.write(text)
+            self.bar.write(text, file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -103,6 +109,33 @@ class Progress:
 
 def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 50 else float("inf")
+
+
+class TensorBoard:
+    """Scalars of each metrics record in TensorBoard's event format under OUT/runs (tensorboardX: no
+    TensorFlow, nothing leaves the machine); `tensorboard --logdir OUT/runs` shows them."""
+
+    def __init__(self, log_dir: Path, resume_step: int | None):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError as exc:
+            from trainer.errors import TrainerError
+
+            raise TrainerError("--report-to tensorboard needs the tensorboardX package (pip install "
+                               "tensorboardX)") from exc
+        # purge_step drops what a killed run logged after its last checkpoint, as metrics.jsonl does.
+        self.writer = SummaryWriter(str(log_dir), purge_step=resume_step)
+
+    def write(self, record: dict[str, Any]) -> None:
+        kind = record.get("type")
+        for name in _SCALARS.get(kind, ()):
+            value = record.get(name)
+            if isinstance(value, int | float) and math.isfinite(value):
+                self.writer.add_scalar(f"{kind}/{name}", value, record["step"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 class Reporter:
@@ -115,9 +148,12 @@ class Reporter:
         self.on_event = on_event
         self.progress = Progress(False, 0, 0)
         self.metrics: MetricsLog | None = None
+        self.tensorboard: TensorBoard | None = None
 
-    def open_metrics(self, resume_step: int | None) -> None:
+    def open_metrics(self, resume_step: int | None, tensorboard: bool = False) -> None:
         self.metrics = MetricsLog(self.out / METRICS_FILE, resume_step)
+        if tensorboard:
+            self.tensorboard = TensorBoard(self.out / TENSORBOARD_DIR, resume_step)
 
     def start_progress(self, total_steps: int, step: int) -> None:
         self.progress = Progress(self.show_progress and self.is_main, total_steps, step)
@@ -127,17 +163,20 @@ class Reporter:
             self.on_event({"type": kind, **fields})
 
     def say(self, text: str) -> None:
-        if self.is_main and self.show_progress:
+        """A line for people, on stderr (--no-progress hides only the bar)."""
+        if self.is_main:
             # Through the bar while there is one, or the line would tear it.
             if self.progress.bar is not None:
                 self.progress.write(text)
             else:
-                print(text, file=sys.stderr)
+                print(text, file=sys.stderr, flush=True)
 
     def log(self, record: dict[str, Any]) -> None:
         """A metrics.jsonl line, also sent to the caller as a `<type>_metrics` event."""
         if self.metrics is not None:
             self.metrics.write(record)
+        if self.tensorboard is not None:
+            self.tensorboard.write(record)
         self.emit(record["type"] + "_metrics", **{k: v for k, v in record.items() if k != "type"})
 
     def plot(self) -> None:
@@ -146,3 +185,5 @@ class Reporter:
 
     def close(self) -> None:
         self.progress.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()

@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     from web.offline import keep_offline
 
     keep_offline()
-    from web.client import ChatClient, ChatError
+    from web.client import ChatClient
+    from web.wire import ChatError
 
     if args.share:
         print(SHARE_WARNING, file=sys.stderr, flush=True)

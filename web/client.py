@@ -10,87 +10,27 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
 from web.endpoints import http_base
-
-
-class ChatError(Exception):
-    """A problem to show the person chatting; `str()` is a readable sentence, never a traceback."""
-
-
-class ServerError(ChatError):
-    """The server refused or failed a request and said why (an `error` frame or an HTTP error body)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class ServerUnreachable(ChatError):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Started:
-    turn: str
-
-
-@dataclass(frozen=True, slots=True)
-class Searched:
-    query: str
-    summary: str = ""
-    sources: tuple[str, ...] = ()
-    skipped: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Ended:
-    turn: str
-    text: str
-    memories: tuple[Any, ...] = ()
-    usage: dict = field(default_factory=dict)
-    stopped: bool = False
-
-
-Event = Started | Searched | Token | Ended
-
-
-@dataclass(frozen=True, slots=True)
-class PastTurn:
-    turn: str
-    user: str
-    response: str
-    status: str  # pending | complete | interrupted | failed
-
-
-def parse_event(frame: dict) -> Event:
-    """A server frame as an event; an `error` frame raises ServerError."""
-    kind = frame.get("type")
-    if kind == "token":
-        return Token(str(frame.get("text", "")))
-    if kind == "start":
-        return Started(str(frame.get("turn", "")))
-    if kind == "search":
-        return Searched(str(frame.get("query", "")), str(frame.get("summary") or ""),
-                        tuple(str(s) for s in frame.get("sources") or ()), frame.get("skipped"))
-    if kind == "end":
-        return Ended(str(frame.get("turn", "")), str(frame.get("text", "")), tuple(frame.get("memories") or ()),
-                     dict(frame.get("usage") or {}), bool(frame.get("stopped", False)))
-    if kind == "error":
-        message = frame.get("message") or "the server reported an error"
-        raise ServerError(str(frame.get("code", "unknown")), str(message))
-    raise ChatError(f"the chat server sent a frame this UI does not understand (type {kind!r})")
+from web.wire import (
+    Account,
+    ChatError,
+    ChatInfo,
+    Ended,
+    Event,
+    PastTurn,
+    Recalled,
+    ServerError,
+    ServerUnreachable,
+    Started,
+    parse_event,
+    parse_memories,
+    parse_search,
+)
 
 
 class ChatClient:
@@ -114,10 +54,22 @@ class ChatClient:
         return aiohttp.ClientSession(headers=self.headers, timeout=aiohttp.ClientTimeout(
             total=self.connect_timeout + 20, connect=self.connect_timeout))
 
-    async def _request(self, method: str, path: str) -> tuple[int, Any]:
+    def with_token(self, token: str | None) -> ChatClient:
+        """The same server as another user: a browser's own sign-in (its token), or this client's default."""
+        if not token or token == self._token:
+            return self
+        return ChatClient(self.ws_url, token, connect_timeout=self.connect_timeout, idle_timeout=self.idle_timeout)
+
+    @property
+    def has_token(self) -> bool:
+        return self._token is not None
+
+    async def _request(self, method: str, path: str, body: Any = None, raw: bool = False) -> tuple[int, Any]:
         url = f"{self.http_url}{path}"
         try:
-            async with self._http() as http, http.request(method, url) as resp:
+            async with self._http() as http, http.request(method, url, json=body) as resp:
+                if raw and resp.status == 200:
+                    return resp.status, await resp.read()
                 try:
                     body = await resp.json(content_type=None)
                 except (json.JSONDecodeError, UnicodeDecodeError, aiohttp.ContentTypeError):
@@ -153,7 +105,62 @@ class ChatClient:
         if status != 200 or not isinstance(body, dict):
             self._raise_for(status, body, "load this chat")
         return [PastTurn(str(t.get("turn", "")), str(t.get("user") or ""), str(t.get("response") or ""),
-                         str(t.get("status") or "complete")) for t in body.get("turns", [])]
+                         str(t.get("status") or "complete"), parse_memories(t.get("memories")),
+                         parse_search(t.get("search")))
+                for t in body.get("turns", [])]
+
+    async def account(self) -> Account:
+        """Who this client chats as; raises ServerError("unauthorized") when the server wants a token."""
+        status, body = await self._request("GET", "/whoami")
+        if status != 200 or not isinstance(body, dict):
+            self._raise_for(status, body, "say who you are")
+        return Account(str(body.get("user") or ""), bool(body.get("single_user")),
+                       int(body.get("max_message_chars") or 0))
+
+    async def chats(self, limit: int = 100) -> list[ChatInfo]:
+        """The user's chats, most recently active first."""
+        status, body = await self._request("GET", f"/sessions?limit={limit}")
+        if status != 200 or not isinstance(body, dict):
+            self._raise_for(status, body, "list your chats")
+        return [ChatInfo(str(s.get("id")), str(s.get("title") or ""), s.get("updated"), int(s.get("turns") or 0))
+                for s in body.get("sessions", [])]
+
+    async def rename(self, session: str, title: str) -> None:
+        status, body = await self._request("PATCH", f"/sessions/{_path(session)}", {"title": title})
+        if status != 200:
+            self._raise_for(status, body, "rename this chat")
+
+    async def memories(self, query: str = "", limit: int = 200) -> list[Recalled]:
+        """All of the user's memories, newest first; with a query, what a message like it would recall."""
+        path = f"/memories?query={quote(query)}&limit={limit}" if query.strip() else f"/memories?limit={limit}"
+        status, body = await self._request("GET", path)
+        if status != 200 or not isinstance(body, dict):
+            self._raise_for(status, body, "list your memories")
+        return list(parse_memories(body.get("memories")))
+
+    async def add_memory(self, text: str) -> Recalled:
+        status, body = await self._request("POST", "/memories", {"text": text})
+        if status != 201 or not isinstance(body, dict):
+            self._raise_for(status, body, "add this memory")
+        return parse_memories([body])[0]
+
+    async def edit_memory(self, memory: int, text: str) -> Recalled:
+        status, body = await self._request("PATCH", f"/memories/{int(memory)}", {"text": text})
+        if status != 200 or not isinstance(body, dict):
+            self._raise_for(status, body, "change this memory")
+        return parse_memories([body])[0]
+
+    async def delete_memory(self, memory: int) -> None:
+        status, body = await self._request("DELETE", f"/memories/{int(memory)}")
+        if status != 200:
+            self._raise_for(status, body, "forget this memory")
+
+    async def export_memories(self) -> bytes:
+        """The memory API's JSONL export, as the server wrote it."""
+        status, body = await self._request("GET", "/memories/export", raw=True)
+        if status != 200 or not isinstance(body, bytes):
+            self._raise_for(status, body, "export your memories")
+        return body
 
     async def forget(self, session: str) -> int:
         """Delete the session's turns and memories; returns how many memories went. Unknown sessions are a no-op."""

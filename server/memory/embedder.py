@@ -242,6 +242,8 @@ class SentenceTransformerEmbedder:
         if workers not in ("thread", "process"):
             raise ValueError("workers must be 'thread' or 'process'")
         self.model_name = str(model or default_model_path())
+        # what an index records of its vectors: another model's vectors must never be mixed with these
+        self.id = f"sentence-transformers:{Path(model).name if model else 'all-MiniLM-L6-v2'}"
         self.workers = workers
         self.dim = 0
         self.precision = precision
@@ -270,6 +272,10 @@ class SentenceTransformerEmbedder:
     async def close(self) -> None:
         await self._turns.close()
         await self._background.close()
+
+    def describe(self) -> dict:
+        return {"kind": "minilm", "id": self.id, "dim": self.dim, "workers": self.workers,
+                "precision": self.precision}
 
     async def embed(self, texts: Sequence[str], background: bool = False) -> np.ndarray:
         """L2-normalised vectors for `texts`; `background` work never delays a turn's embedding."""

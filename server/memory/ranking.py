@@ -2,7 +2,10 @@
 
 The choices here were made by measurement (bench/memory_recall.py), not by taste:
 - Rankings are fused by weighted reciprocal rank. The weight follows the message's script: MiniLM reads
-  English well and Chinese poorly, and BM25 over character bigrams is the better judge of Chinese.
+  English well and Chinese poorly, and BM25 over character bigrams is the better judge of Chinese. For Latin
+  script both count the same: our own English conversations (paraphrased questions) favour the dense ranking
+  and LoCoMo (public, questions in the conversation's words; `bench/locomo.py`) the word ranking, so equal
+  weights, the untuned default of reciprocal rank fusion, rather than a weight fitted to either.
 - The floor is on the message: one without a content word (small talk: "ok", "thanks!", "你好", see
   `server.store.lexical`) gets no memories. Scores could not do it: "good morning!" is closer to a memory that
   says good morning than most questions are to their answers.
@@ -31,7 +34,7 @@ DEPTH = 50
 class RankingPolicy:
     budget_tokens: int = 400
     rrf_k: float = 60.0
-    lexical_weight_latin: float = 0.15  # weight of the word ranking for a message in Latin script
+    lexical_weight_latin: float = 1.0  # weight of the word ranking for a message in Latin script
     lexical_weight_cjk: float = 8.0  # ... and in CJK script (the dense ranking's weight is 1)
 
 

@@ -39,6 +39,15 @@ def without_buffered(hits: list[Hit], buffer: Sequence[TurnRecord]) -> list[Hit]
     return [h for h in hits if h.doc.turn not in held] if held else hits
 
 
+
+class ImportPending(RuntimeError):
+    """Imported turns were stored but could not be flushed into memory yet (embedder or store failed)."""
+
+    def __init__(self, records: Sequence[TurnRecord], cause: BaseException):
+        super().__init__(f"{len(records)} turns stored, not yet in memory: {cause!r}")
+        self.records = list(records)
+        self.cause = cause
+
 class LongTermMemory:
     def __init__(self, turns: TurnStore, vectors: VectorStore, embedder: Embedder, metrics: Metrics,
                  flush_every: int, policy: RankingPolicy, knowledge_top_k: int, top_k: int | None = None):
@@ -157,7 +166,10 @@ class LongTermMemory:
         """Store completed turns of `session` in order, then flush all of them into memory as live turns are
         flushed; returns once they are retrievable. The caller keeps live turns off the session meanwhile."""
         records = await self.turns.import_turns(session, namespace, turns)
-        await self.flush(session, every=1)
+        try:
+            await self.flush(session, every=1)
+        except Exception as exc:  # the turns are stored: the session's next flush makes them memories
+            raise ImportPending(records, exc) from exc
         return records
 
     async def forget(self, session: str, namespace: str) -> int:

@@ -6,7 +6,7 @@ from server.protocols import SearchOutcome
 
 
 class DisabledSearch:
-    def precheck(self, vector) -> SearchOutcome:
+    def precheck(self, vector, text: str = "", recent=()) -> SearchOutcome:
         return SearchOutcome(skipped="disabled")
 
     async def run(self, text, vector, recent) -> SearchOutcome:

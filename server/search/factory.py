@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from server.config import Settings
 from server.errors import StartupError
-from server.protocols import Generator, SearchStep
+from server.metrics import Metrics
+from server.protocols import Embedder, Generator, SearchStep
 from server.search.disabled import DisabledSearch
 from server.search.netpolicy import parse_allow
 from server.search.protocols import SearchProvider
@@ -69,12 +70,13 @@ def create_provider(settings: Settings) -> SearchProvider:
         raise StartupError(str(exc)) from None
 
 
-def create_search(settings: Settings, generator: Generator) -> SearchStep:
+def create_search(settings: Settings, generator: Generator, embedder: Embedder | None = None,
+                  metrics: Metrics | None = None) -> SearchStep:
     check_search(settings)
     if settings.search_provider == OFF:
         return DisabledSearch()
     from server.search.breaker import CircuitBreaker
-    from server.search.classifier import LinearHeadClassifier
+    from server.search.classifier import LinearHeadClassifier, head_path
     from server.search.extract import safe_counter
     from server.search.fetch import SafeFetcher
     from server.search.netpolicy import AddressPolicy
@@ -82,8 +84,13 @@ def create_search(settings: Settings, generator: Generator) -> SearchStep:
     from server.search.summarize import ExtractiveSummarizer, GeneratorSummarizer
 
     provider = create_provider(settings)
-    classifier = LinearHeadClassifier.load(settings.search_classifier, settings.search_threshold)
-    classifier.check_embedder(settings.embed_model)
+    classifier = LinearHeadClassifier.load(head_path(settings.search_classifier, settings.data_dir),
+                                           settings.search_threshold)
+    # HeadMismatch stops the start: a head for another embedder would decide on noise
+    if embedder is not None:
+        classifier.check_embedder(embedder.id, embedder.dim)
+    else:
+        classifier.check_embedder(settings.embed_model)
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="search")
     count = safe_counter(generator.count_tokens)
     summarizer = ExtractiveSummarizer(settings.search_summary_tokens, count, executor)
@@ -99,4 +106,4 @@ def create_search(settings: Settings, generator: Generator) -> SearchStep:
         summarizer=summarizer,
         breaker=CircuitBreaker(settings.search_breaker_failures, settings.search_breaker_cooldown),
         results=settings.search_results, text_tokens=text_tokens, timeout=settings.search_timeout,
-        count_tokens=count, executor=executor)
+        count_tokens=count, executor=executor, metrics=metrics)

@@ -18,11 +18,13 @@ import numpy as np
 from yarl import URL
 
 from server.logs import get_logger
+from server.metrics import Metrics
 from server.protocols import SearchOutcome, SearchResult, TurnRecord
 from server.search.breaker import CircuitBreaker
 from server.search.extract import main_text, truncate_tokens
+from server.search.features import Context
 from server.search.fetch import FetchedPage, FetchRefused, SafeFetcher
-from server.search.protocols import ProviderError, SearchClassifier, SearchProvider, Source, Summarizer
+from server.search.protocols import Decision, ProviderError, SearchClassifier, SearchProvider, Source, Summarizer
 from server.search.query import standalone_query
 
 log = get_logger(__name__)
@@ -35,8 +37,9 @@ FETCH_SHARE = 0.6  # of the time left after the provider answered; the rest is f
 class WebSearch:
     def __init__(self, *, classifier: SearchClassifier, provider: SearchProvider, fetcher: SafeFetcher,
                  summarizer: Summarizer, breaker: CircuitBreaker, results: int, text_tokens: int, timeout: float,
-                 count_tokens: Callable[[str], int], executor: Executor):
+                 count_tokens: Callable[[str], int], executor: Executor, metrics: Metrics | None = None):
         self.classifier = classifier
+        self.metrics = metrics
         self.provider = provider
         self.fetcher = fetcher
         self.summarizer = summarizer
@@ -48,14 +51,17 @@ class WebSearch:
         self.executor = executor
         self.stats: Counter[str] = Counter()  # what happened, for /metrics-style inspection and tests
 
-    def precheck(self, vector: np.ndarray) -> SearchOutcome | None:
-        """The classifier's verdict: an outcome when no search is needed, None when one is."""
+    def precheck(self, vector: np.ndarray, text: str = "", recent: Sequence[TurnRecord] = ()) -> SearchOutcome | None:
+        """The classifier's verdict: an outcome when no search is needed, None when one is. `recent` (the
+        buffer) gives the follow-up context: the previous user turn and the bot's reply to it."""
+        context = Context(recent[-1].user_text, recent[-1].response or "") if recent else None
         try:
-            decision = self.classifier.decide(np.asarray(vector, dtype=np.float32))
+            decision = self.classifier.decide(np.asarray(vector, dtype=np.float32), text, context)
         except Exception as exc:
             self.stats["classifier_error"] += 1
             log.error("search classifier failed", error=str(exc))
             return SearchOutcome(skipped="classifier_error")
+        self._explain(decision)
         if not decision.search:
             self.stats["not_needed"] += 1
             return SearchOutcome(skipped="not_needed")
@@ -63,7 +69,7 @@ class WebSearch:
 
     async def run(self, text: str, vector: np.ndarray, recent: Sequence[TurnRecord]) -> SearchOutcome:
         deadline = asyncio.get_running_loop().time() + self.budget
-        if (known := self.precheck(vector)) is not None:
+        if (known := self.precheck(vector, text, recent)) is not None:
             return known
         query = standalone_query(text, recent)
         self.stats["searched"] += 1
@@ -74,6 +80,18 @@ class WebSearch:
             outcome = SearchOutcome(query=query, skipped="error")
         self.stats[f"outcome_{'used' if outcome.used else outcome.skipped}"] += 1
         return outcome
+
+    def _explain(self, decision: Decision) -> None:
+        """Score, threshold, language and (for a search) the features that drove it: in the log and /metrics."""
+        if decision.search:
+            log.info("search decided", score=round(decision.score, 3), threshold=round(decision.threshold, 3),
+                     lang=decision.lang, terms=[f"{t}:{v}" for t, v in decision.terms])
+        else:
+            log.debug("search not needed", score=round(decision.score, 3), threshold=round(decision.threshold, 3),
+                      lang=decision.lang)
+        if self.metrics is not None:
+            self.metrics.observe_search_decision(decision.lang or "en", decision.search, decision.score,
+                                                 decision.threshold, [t for t, _ in decision.terms])
 
     async def _search(self, query: str, deadline: float) -> SearchOutcome:
         if not self.breaker.allow():
@@ -109,7 +127,8 @@ class WebSearch:
             return SearchOutcome(query=query, skipped="no_content")
         log.info("searched", provider=self.provider.name, results=len(results), sources=len(sources),
                  pages=sum(s.from_page for s in sources), summary=summary.method, fallback=summary.fallback)
-        return SearchOutcome(query=query, summary=summary.text, sources=[s.url for s in sources])
+        return SearchOutcome(query=query, summary=summary.text, sources=[s.url for s in sources],
+                             titles=[s.title for s in sources])
 
     async def _read(self, results: list[SearchResult], deadline: float) -> list[Source]:
         """Fetch the result pages concurrently until the fetch share of the time left; snippets fill the gaps."""

@@ -15,6 +15,9 @@ from server.protocols import SearchResult
 class Decision:
     search: bool
     score: float  # the head's probability that the message needs outside knowledge
+    threshold: float = 0.5  # the score at or above which it searches, for this message's language
+    lang: str = ""
+    terms: tuple[tuple[str, float], ...] = ()  # a search's strongest reasons: (feature, its share of the logit)
 
 
 @runtime_checkable
@@ -23,7 +26,9 @@ class SearchClassifier(Protocol):
 
     dim: int
 
-    def decide(self, vector: np.ndarray) -> Decision: ...
+    def decide(self, vector: np.ndarray, text: str = "", context=None) -> Decision:
+        """`text` is the message, `context` the turn before it (server/search/features.py: Context)."""
+        ...
 
 
 class ProviderError(Exception):

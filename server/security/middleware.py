@@ -38,8 +38,8 @@ async def _refuse_websocket(request: web.Request, reason: str) -> web.WebSocketR
 def authentication(registry: TokenRegistry):
     @web.middleware
     async def authenticate(request: web.Request, handler):
-        if not registry.enabled:
-            return await handler(request)
+        if not registry.enabled or (request.path == "/" and request.method == "GET"):
+            return await handler(request)  # `/` is a page for browsers that points to the web UI: nothing private
         token = bearer_token(request)
         user = registry.user_for(token)
         if user is None:

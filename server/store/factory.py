@@ -20,12 +20,12 @@ def create_turn_store(settings: Settings) -> TurnStore:
     return RedisTurnStore(link, prefix=settings.redis_prefix, lease_ttl=settings.redis_lease_ttl)
 
 
-def create_vector_store(settings: Settings, turns: TurnStore, dim: int) -> VectorStore:
+def create_vector_store(settings: Settings, turns: TurnStore, dim: int, embedder_id: str = "") -> VectorStore:
     if settings.store == StoreKind.REDIS:
         from server.store.redis_turns import RedisTurnStore
         from server.store.redis_vectors import RedisVectorStore
 
         if not isinstance(turns, RedisTurnStore):
             raise TypeError("STORE=redis needs the Redis TurnStore, whose log and connection it shares")
-        return RedisVectorStore(turns, dim, settings.redis_knn)
-    return FaissVectorStore(turns.log_since, dim, snapshot_dir=settings.data_dir / "faiss")
+        return RedisVectorStore(turns, dim, settings.redis_knn, embedder_id)
+    return FaissVectorStore(turns.log_since, dim, snapshot_dir=settings.data_dir / "faiss", embedder_id=embedder_id)

@@ -41,6 +41,7 @@ class NamespaceIndex:
     dirty: bool = False
     words: LexicalIndex = field(default_factory=LexicalIndex)
     vectors: bool = True  # False: words only (vectors are searched elsewhere, e.g. in Redis)
+    embedder: str = ""  # the id of the embedder whose vectors it holds ("": a snapshot from before ids were kept)
 
     def __post_init__(self):
         if self.index is None:
@@ -93,7 +94,8 @@ class NamespaceIndex:
 
     def to_bytes(self) -> bytes:
         docs = {str(i): [d.text, d.session, d.created, d.turn] for i, d in self.docs.items()}
-        meta = json.dumps({"cursor": self.cursor, "dim": self.dim, "texts": docs}, ensure_ascii=False).encode()
+        meta = json.dumps({"cursor": self.cursor, "dim": self.dim, "embedder": self.embedder, "texts": docs},
+                          ensure_ascii=False).encode()
         blob = faiss.serialize_index(self.index).tobytes()
         return _MAGIC + struct.pack("<Q", len(meta)) + meta + blob
 
@@ -105,7 +107,7 @@ class NamespaceIndex:
         start = len(_MAGIC) + 8
         meta = json.loads(data[start:start + meta_len])
         index = faiss.deserialize_index(np.frombuffer(data[start + meta_len:], dtype=np.uint8))
-        loaded = cls(dim=meta["dim"], cursor=meta["cursor"], index=index)
+        loaded = cls(dim=meta["dim"], cursor=meta["cursor"], index=index, embedder=meta.get("embedder", ""))
         # snapshots before dates and turns were kept hold [text, session]
         loaded._remember(Document(int(i), namespace, v[0], None, *v[1:]) for i, v in meta["texts"].items())
         return loaded
@@ -160,12 +162,13 @@ class FaissVectorStore:
     """
 
     def __init__(self, read_log: LogReader, dim: int, snapshot_dir: Path | None = None,
-                 snapshot_interval: float = 5.0, vectors: bool = True):
+                 snapshot_interval: float = 5.0, vectors: bool = True, embedder_id: str = ""):
         # One query at a time gains nothing from OpenMP threads, and waking them after every I/O wait
         # costs milliseconds on a busy machine; concurrency comes from serving many turns instead.
         faiss.omp_set_num_threads(1)
         self._read_log = read_log
         self.dim = dim
+        self.embedder_id = embedder_id  # snapshots of another embedder's vectors are rebuilt from the log
         self.vectors = vectors  # False: only `search_text` (a words index beside vectors searched elsewhere)
         self.snapshot_dir = Path(snapshot_dir) if snapshot_dir else None
         self.snapshot_interval = snapshot_interval
@@ -187,7 +190,7 @@ class FaissVectorStore:
         await self.save()
 
     def _empty(self) -> NamespaceIndex:
-        return NamespaceIndex(self.dim, vectors=self.vectors)
+        return NamespaceIndex(self.dim, vectors=self.vectors, embedder=self.embedder_id)
 
     def _path(self, namespace: str) -> Path:
         assert self.snapshot_dir is not None
@@ -198,7 +201,10 @@ class FaissVectorStore:
             path = self._path(namespace)
             try:
                 index = NamespaceIndex.from_bytes(path.read_bytes(), namespace)
-                if index.dim == self.dim:
+                # the log's documents are this embedder's (server/memory/embedders.py re-embedded them if they
+                # were not): a snapshot of another's vectors would mix them; one from before ids goes by its width
+                if index.dim == self.dim and index.embedder in ("", self.embedder_id):
+                    index.embedder = self.embedder_id
                     return index
             except FileNotFoundError:
                 pass

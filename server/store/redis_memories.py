@@ -30,7 +30,7 @@ _SCAN = 500
 # name -> Lua source, for the store to register with its own scripts
 MEMORY_SCRIPTS = {name: getattr(memory_lua, name) for name in (
     "IMPORT_TURNS", "SESSIONS_PAGE", "MEMORIES_PAGE", "ADD_MEMORY", "EDIT_MEMORY", "DELETE_MEMORY", "INDEX_SESSIONS",
-    "INDEX_DOCUMENTS")}
+    "INDEX_DOCUMENTS", "SUPERSEDE_TURNS")}
 
 
 def _text(value: bytes | None) -> str | None:
@@ -70,6 +70,11 @@ class RedisMemories:
         return [TurnRecord(turn_id, session, first + i, turn.user_text, turn.response, "complete",
                            float(turn.created), turn.user_name or None, turn.assistant_name or None)
                 for i, (turn_id, turn) in enumerate(zip(ids, turns, strict=True))]
+
+    async def supersede_turns(self: _Store, session: str, turn_ids: Sequence[str]) -> int:
+        if not turn_ids:
+            return 0
+        return int(await self._script("SUPERSEDE_TURNS", [session, *turn_ids], wait=5.0))  # a retry finds them gone
 
     async def sessions(self: _Store, namespace: str, limit: int, offset: int = 0) -> list[SessionInfo]:
         if limit <= 0:

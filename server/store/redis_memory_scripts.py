@@ -53,7 +53,8 @@ for i = 1, #page, 2 do
   local sid = page[i]
   local st = P .. 'st:' .. sid
   local first = redis.call('ZRANGE', st, 0, 0)[1]
-  local title = first and redis.call('HGET', P .. 't:' .. first, 'user') or ''
+  local title = redis.call('HGET', P .. 's:' .. sid, 'title')
+  if not title then title = first and redis.call('HGET', P .. 't:' .. first, 'user') or '' end
   out[#out + 1] = sid
   out[#out + 1] = redis.call('HGET', P .. 's:' .. sid, 'created') or page[i + 1]
   out[#out + 1] = page[i + 1]
@@ -149,4 +150,40 @@ for i = 2, #ARGV do
   if d[1] and d[2] then redis.call('ZADD', P .. 'nsd:' .. d[1], d[2], doc_member(ARGV[i])) end
 end
 return 0
+"""
+
+# ARGV: P, session, then turn ids. Deletes each finished turn of the session (a regenerated or edited exchange
+# replaces it) with the documents made of it, logged as dels; a turn still in the buffer leaves its count in
+# P unflushed. Pending turns and other sessions' turns are left alone. Returns the documents removed.
+SUPERSEDE_TURNS = DOC_MEMBER + """
+local P, sid = ARGV[1], ARGV[2]
+local flushed = tonumber(redis.call('HGET', P .. 's:' .. sid, 'flushed') or '0')
+local sd = P .. 'sd:' .. sid
+local docs = redis.call('SMEMBERS', sd)
+local removed, buffered = 0, 0
+for i = 3, #ARGV do
+  local tid = ARGV[i]
+  local tkey = P .. 't:' .. tid
+  local t = redis.call('HMGET', tkey, 'session', 'status', 'seq')
+  if t[1] == sid and t[2] ~= 'pending' then
+    for _, id in ipairs(docs) do
+      local dkey = P .. 'd:' .. id
+      local d = redis.call('HMGET', dkey, 'turn', 'ns')
+      if d[1] == tid then
+        redis.call('DEL', dkey)
+        redis.call('SREM', sd, id)
+        redis.call('ZREM', P .. 'nsd:' .. d[2], doc_member(id))
+        redis.call('XADD', P .. 'log:' .. d[2], '*', 'op', 'del', 'doc', id)
+        removed = removed + 1
+      end
+    end
+    if t[2] == 'complete' and tonumber(t[3]) > flushed then buffered = buffered + 1 end
+    redis.call('DEL', tkey)
+    redis.call('ZREM', P .. 'st:' .. sid, tid)
+  end
+end
+if buffered > 0 and tonumber(redis.call('ZINCRBY', P .. 'unflushed', -buffered, sid)) <= 0 then
+  redis.call('ZREM', P .. 'unflushed', sid)
+end
+return removed
 """

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import Sequence
@@ -119,11 +120,25 @@ class RedisTurnStore(RedisMemories):
         self._running[turn_id] = session
         return TurnRecord(turn_id, session, int(reply[1]), text, None, "pending", float(reply[2]))
 
-    async def finish_turn(self, turn_id: str, response: str, status: str) -> None:
+    async def finish_turn(self, turn_id: str, response: str, status: str, details: str | None = None) -> None:
         try:
-            await self._script("FINISH_TURN", [turn_id, response, status, repr(time.time())], wait=_FINISH_WAIT)
+            applied = await self._script("FINISH_TURN", [turn_id, response, status, repr(time.time())],
+                                         wait=_FINISH_WAIT)
         finally:
             self._running.pop(turn_id, None)
+        if details is not None and int(applied or 0):
+            # the turn's hash exists (FINISH_TURN applied to it) and only a forget of its session, refused
+            # while the turn runs, deletes it: a field set now cannot outlive it
+            await self.link.run(lambda r: r.hset(f"{self.prefix}t:{turn_id}", "details", details))
+
+    async def rename_session(self, session: str, title: str) -> None:
+        key = f"{self.prefix}s:{session}"
+
+        async def rename(r):
+            if await r.exists(key):  # a forgotten session is not brought back as a title alone
+                await r.hset(key, "title", title)
+
+        await self.link.run(rename)
 
     async def _read(self, session: str, mode: str) -> tuple[str | None, int, list[TurnRecord]]:
         reply = await self._script("READ_TURNS", [session, mode])
@@ -139,7 +154,19 @@ class RedisTurnStore(RedisMemories):
         return (await self._read(session, "buffer"))[2]
 
     async def history(self, session: str) -> list[TurnRecord]:
-        return (await self._read(session, "history"))[2]
+        turns = (await self._read(session, "history"))[2]
+        if not turns:
+            return turns
+        keys = [f"{self.prefix}t:{t.id}" for t in turns]
+
+        async def details(r):
+            pipe = r.pipeline(transaction=False)
+            for key in keys:
+                pipe.hget(key, "details")
+            return await pipe.execute()
+
+        found = await self.link.run(details)
+        return [dataclasses.replace(t, details=_text(d)) for t, d in zip(turns, found, strict=True)]
 
     async def session_namespace(self, session: str) -> str | None:
         return _text(await self.link.run(lambda r: r.hget(f"{self.prefix}s:{session}", "ns")))

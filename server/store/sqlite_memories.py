@@ -89,10 +89,52 @@ def import_turns(con: sqlite3.Connection, session: str, namespace: str,
     return records
 
 
+def supersede_turns(con: sqlite3.Connection, log: LogWriter, session: str, turn_ids: Sequence[str]) -> int:
+    removed = 0
+    for turn_id in turn_ids:
+        row = con.execute("SELECT status FROM turns WHERE id = ? AND session = ?", (turn_id, session)).fetchone()
+        if row is None or row[0] == "pending":  # a running turn is its request's to finish
+            continue
+        docs = con.execute("SELECT id, namespace FROM documents WHERE turn_id = ?", (turn_id,)).fetchall()
+        for doc_id, namespace in docs:
+            log(con, namespace, "del", [doc_id])
+        con.execute("DELETE FROM documents WHERE turn_id = ?", (turn_id,))
+        con.execute("DELETE FROM turns WHERE id = ?", (turn_id,))
+        removed += len(docs)
+    return removed
+
+
 def list_sessions(con: sqlite3.Connection, namespace: str, limit: int, offset: int) -> list[SessionInfo]:
     rows = con.execute(
         """SELECT s.id, s.created, COALESCE(MAX(t.created), s.created) AS updated, COUNT(t.id),
-                  (SELECT user_text FROM turns f WHERE f.session = s.id ORDER BY f.seq LIMIT 1)
+                  COALESCE(s.title, (SELECT user_text FROM turns f WHERE f.session = s.id ORDER BY f.seq LIMIT 1))
            FROM sessions s LEFT JOIN turns t ON t.session = s.id WHERE s.namespace = ?
            GROUP BY s.id ORDER BY updated DESC, s.id LIMIT ? OFFSET ?""", (namespace, limit, offset))
     return [SessionInfo(r[0], r[1], r[2], r[3], (r[4] or "")[:TITLE_CHARS]) for r in rows]
+
+
+# Which embedder wrote the documents' vectors (server/memory/embedders.py keeps them from mixing).
+_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
+
+def recorded_embedder(con: sqlite3.Connection) -> tuple[str | None, int | None]:
+    """The recorded embedder id, and the width of a stored vector (None when there is no document)."""
+    con.execute(_META)
+    row = con.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+    blob = con.execute("SELECT embedding FROM documents LIMIT 1").fetchone()
+    return (row[0] if row else None), (len(blob[0]) // 4 if blob else None)
+
+
+def record_embedder(con: sqlite3.Connection, embedder_id: str) -> None:
+    con.execute(_META)
+    con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('embedder', ?)", (embedder_id,))
+
+
+def documents_after(con: sqlite3.Connection, after_id: int, limit: int) -> list[tuple[int, str]]:
+    return con.execute("SELECT id, text FROM documents WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
+
+
+def replace_embeddings(con: sqlite3.Connection, rows: Sequence[tuple[int, np.ndarray]]) -> None:
+    """New vectors for the same texts; no log entries: indexes are rebuilt (their snapshots name the old model)."""
+    con.executemany("UPDATE documents SET embedding = ? WHERE id = ?",
+                    [(np.ascontiguousarray(v, dtype=np.float32).tobytes(), doc_id) for doc_id, v in rows])

@@ -22,86 +22,15 @@ import numpy as np
 from server.errors import StartupError
 from server.protocols import KNOWLEDGE_NAMESPACE, Document, FlushPlan, ImportedTurn, LogEntry, SessionInfo, TurnRecord
 from server.store import sqlite_memories as mem
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    namespace TEXT NOT NULL,
-    created REAL NOT NULL,
-    next_seq INTEGER NOT NULL DEFAULT 1,
-    flushed_seq INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS turns (
-    id TEXT PRIMARY KEY,
-    session TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    user_text TEXT NOT NULL,
-    response TEXT,
-    status TEXT NOT NULL,
-    created REAL NOT NULL,
-    completed REAL,
-    user_name TEXT,
-    assistant_name TEXT,
-    UNIQUE (session, seq)
-);
-CREATE TABLE IF NOT EXISTS documents (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    namespace TEXT NOT NULL,
-    session TEXT,
-    turn_id TEXT,
-    source TEXT,
-    text TEXT NOT NULL,
-    embedding BLOB NOT NULL,
-    created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS documents_session ON documents (session);
-CREATE INDEX IF NOT EXISTS documents_turn ON documents (turn_id);
-CREATE INDEX IF NOT EXISTS documents_source ON documents (source);
-CREATE INDEX IF NOT EXISTS documents_namespace ON documents (namespace, created);
-CREATE INDEX IF NOT EXISTS sessions_namespace ON sessions (namespace);
-CREATE TABLE IF NOT EXISTS doc_log (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    namespace TEXT NOT NULL,
-    op TEXT NOT NULL CHECK (op IN ('add', 'del')),
-    doc_id INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS doc_log_namespace ON doc_log (namespace, seq);
-CREATE TABLE IF NOT EXISTS flushes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    session TEXT NOT NULL,
-    from_seq INTEGER NOT NULL,
-    to_seq INTEGER NOT NULL,
-    documents INTEGER NOT NULL,
-    at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS knowledge (
-    source TEXT PRIMARY KEY,
-    digest TEXT NOT NULL
-);
-"""
+from server.store.sqlite_schema import create_or_migrate
 
 T = TypeVar("T")
 
-_TURN_COLUMNS = "id, session, seq, user_text, response, status, created, user_name, assistant_name"
-# Columns added since the first release: (table, column, type), added to an older database at start.
-_DOCUMENT_INDEXES = ("documents_session", "documents_turn", "documents_source", "documents_namespace")
-_ADDED_COLUMNS = (("turns", "user_name", "TEXT"), ("turns", "assistant_name", "TEXT"))
+_TURN_COLUMNS = "id, session, seq, user_text, response, status, created, user_name, assistant_name, details"
 
 
 def _turn(row) -> TurnRecord:
     return TurnRecord(*row)
-
-
-def _migrate(con: sqlite3.Connection) -> None:
-    """Bring a database of an earlier release to this schema (SCHEMA has created what was missing)."""
-    sql = con.execute("SELECT sql FROM sqlite_master WHERE name = 'documents'").fetchone()[0]
-    if "turn_id TEXT UNIQUE" in sql:  # one memory per turn then; one per utterance now
-        con.executescript("BEGIN IMMEDIATE; ALTER TABLE documents RENAME TO documents_old;"
-                          + "".join(f"DROP INDEX IF EXISTS {index};" for index in _DOCUMENT_INDEXES) + SCHEMA
-                          + "INSERT INTO documents SELECT * FROM documents_old; DROP TABLE documents_old; COMMIT;")
-    for table, column, kind in _ADDED_COLUMNS:
-        if column not in {r[1] for r in con.execute(f"PRAGMA table_info({table})")}:
-            con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def _vec(blob: bytes) -> np.ndarray:
@@ -171,8 +100,7 @@ class SqliteTurnStore:
             con.execute("PRAGMA busy_timeout=5000")
             # a forgotten turn must not stay readable in the free space of the pages it was deleted from
             con.execute("PRAGMA secure_delete=ON")
-            con.executescript(SCHEMA)
-            _migrate(con)
+            create_or_migrate(con)
             self._log_heads.update(con.execute("SELECT namespace, MAX(seq) FROM doc_log GROUP BY namespace"))
             self._con = con
 
@@ -209,10 +137,13 @@ class SqliteTurnStore:
 
         return await self._transaction(work)
 
-    async def finish_turn(self, turn_id: str, response: str, status: str) -> None:
+    async def finish_turn(self, turn_id: str, response: str, status: str, details: str | None = None) -> None:
         await self._run(lambda con: con.execute(
-            "UPDATE turns SET response = ?, status = ?, completed = ? WHERE id = ?",
-            (response, status, time.time(), turn_id)))
+            "UPDATE turns SET response = ?, status = ?, completed = ?, details = COALESCE(?, details) WHERE id = ?",
+            (response, status, time.time(), details, turn_id)))
+
+    async def rename_session(self, session: str, title: str) -> None:
+        await self._run(lambda con: con.execute("UPDATE sessions SET title = ? WHERE id = ?", (title, session)))
 
     @staticmethod
     def _buffer(con, session: str) -> list[TurnRecord]:
@@ -373,6 +304,22 @@ class SqliteTurnStore:
 
     async def import_turns(self, session: str, namespace: str, turns: Sequence[ImportedTurn]) -> list[TurnRecord]:
         return await self._transaction(lambda con: mem.import_turns(con, session, namespace, turns))
+
+    async def supersede_turns(self, session: str, turn_ids: Sequence[str]) -> int:
+        return await self._transaction(lambda con: mem.supersede_turns(con, self._log, session, turn_ids))
+
+    # The embedder that wrote the vectors, and re-embedding under another (server/memory/embedders.py).
+    async def recorded_embedder(self) -> tuple[str | None, int | None]:
+        return await self._transaction(mem.recorded_embedder)
+
+    async def record_embedder(self, embedder_id: str) -> None:
+        await self._transaction(lambda con: mem.record_embedder(con, embedder_id))
+
+    async def documents_after(self, after_id: int, limit: int) -> list[tuple[int, str]]:
+        return await self._run(lambda con: mem.documents_after(con, after_id, limit))
+
+    async def replace_embeddings(self, rows: Sequence[tuple[int, np.ndarray]]) -> None:
+        await self._transaction(lambda con: mem.replace_embeddings(con, rows))
 
     async def memories(self, namespace: str, limit: int, offset: int = 0) -> list[Document]:
         return await self._run(lambda con: mem.list_memories(con, namespace, limit, offset))

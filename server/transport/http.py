@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 
+import orjson
 from aiohttp import web
 
 from server import keys as k
 from server.errors import ClientError, error_body
 from server.logs import get_logger
 from server.transport.frames import valid_session_id
-from server.transport.identity import may_manage
+from server.transport.identity import LOCAL_USER, may_manage
 
 log = get_logger(__name__)
 
@@ -24,6 +25,7 @@ async def health(request: web.Request) -> web.Response:
         "uptime_s": round(time.monotonic() - app[k.STARTED], 1),
         "backend": chat.services.generator.name,
         "store": settings.store.value,
+        "embedder": chat.services.embedder.describe(),
         "search": settings.search_provider,
         "active_turns": chat.active_turns,
         "connections": len(app[k.CONNECTIONS]),
@@ -59,7 +61,51 @@ async def history(request: web.Request) -> web.Response:
     turns = await request.app[k.CHAT].history(session)
     return web.json_response({"session": session, "turns": [
         {"turn": t.id, "seq": t.seq, "user": t.user_text, "response": t.response, "status": t.status,
-         "created": t.created} for t in turns]})
+         "created": t.created, **(orjson.loads(t.details) if t.details else {})} for t in turns]})
+
+
+MAX_TITLE_CHARS = 200
+
+
+async def rename(request: web.Request) -> web.Response:
+    """PATCH /sessions/{id} {"title"}: the chat's name in the list of chats (its first message until then)."""
+    session, _ = await owned_session(request)
+    try:
+        data = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise ClientError("bad_json", "the body is not valid JSON") from None
+    title = data.get("title") if isinstance(data, dict) else None
+    if not isinstance(title, str) or not title.strip() or not title.isprintable():
+        raise ClientError("invalid_request", "'title' must be a non-empty printable string")
+    if len(title) > MAX_TITLE_CHARS:
+        raise ClientError("invalid_request", f"'title' has {len(title)} characters; the limit is {MAX_TITLE_CHARS}")
+    await request.app[k.CHAT].services.turns.rename_session(session, title.strip())
+    return web.json_response({"session": session, "title": title.strip()})
+
+
+async def whoami(request: web.Request) -> web.Response:
+    """Who the caller is: the token's user, or (without SERVER_TOKENS) the single local user."""
+    user = request.get(k.USER)
+    return web.json_response({"user": user or LOCAL_USER, "single_user": user is None,
+                              "max_message_chars": request.app[k.SETTINGS].max_message_chars})
+
+
+async def index(request: web.Request) -> web.Response:
+    """`/` in a browser: to the web UI when WEB_URL names it, else a short page saying how to start it."""
+    url = request.app[k.SETTINGS].web_url
+    if url:
+        raise web.HTTPFound(url)
+    return web.Response(content_type="text/html", text=_INDEX)
+
+
+_INDEX = """<!doctype html><meta charset="utf-8"><title>Dongpo chat server</title>
+<h1>Dongpo chat server</h1>
+<p>This is the chat server's API. The web UI is a separate process: start it with
+<code>python -m web</code> (or <code>scripts/serve.sh</code>, which starts both) and open
+<a href="http://127.0.0.1:7860">http://127.0.0.1:7860</a>.</p>
+<p>API: <code>/ws</code>, <code>/v1/chat/completions</code>, <code>/memories</code>, <code>/sessions</code>,
+<code>/health</code>.</p>
+"""
 
 
 async def forget(request: web.Request) -> web.Response:
@@ -103,6 +149,9 @@ def error_response(err: ClientError) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", index)
+    app.router.add_get("/whoami", whoami)
+    app.router.add_patch("/sessions/{session}", rename)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/sessions/{session}/history", history)

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import re
+
 from server.config import MemoryScope
 from server.errors import ClientError
 
-# The conversation /v1/chat/completions keeps for a named user who sends no session id.
+# The conversations /v1/chat/completions keeps for a named user who sends no session id: `api:<user>` before
+# conversations were told apart, `api:<user>:<16 hex digits>` since (conversation_session).
 API_SESSION_PREFIX = "api:"
+_DIGEST = re.compile(r":[0-9a-f]{16}\Z")
 # Without SERVER_TOKENS the server is a single-user instance; under MEMORY_SCOPE=user this is that user.
 LOCAL_USER = "local"
 
@@ -21,8 +25,9 @@ def memory_user(authenticated: str | None, scope: MemoryScope) -> str | None:
     return authenticated or (LOCAL_USER if scope == MemoryScope.USER else None)
 
 
-def api_session(user: str) -> str:
-    return f"{API_SESSION_PREFIX}{user}"
+def conversation_session(user: str, digest: str) -> str:
+    """A named user's /v1 conversation that sends no session id, named by a digest of how it began."""
+    return f"{API_SESSION_PREFIX}{user}:{digest}"
 
 
 def may_manage(owner: str, session: str, authenticated: str | None, named: str | None = None,
@@ -40,7 +45,9 @@ def may_manage(owner: str, session: str, authenticated: str | None, named: str |
     if named:
         claims.add(namespace_for(named, session))
     if session.startswith(API_SESSION_PREFIX) and len(session) > len(API_SESSION_PREFIX):
-        claims.add(namespace_for(session[len(API_SESSION_PREFIX):], session))
+        named_user = session[len(API_SESSION_PREFIX):]
+        claims.add(namespace_for(named_user, session))
+        claims.add(namespace_for(_DIGEST.sub("", named_user), session))
     return owner in claims
 
 

@@ -1,19 +1,29 @@
 """OpenAI-compatible HTTP API: `POST /v1/chat/completions` (SSE streaming or one JSON reply) and
 `GET /v1/models`, on the same turn pipeline as the websocket (`ChatService.run_turn`).
 
-A request's last message, which must be the user's, is the turn. Who and which conversation:
-- memory namespace: the authenticated user when the server has tokens, else the `user` field, else
-  none (the session is its own namespace, as on the websocket);
-- session: the `X-Session-Id` header or `metadata.session`; without either, `api:<user>` for a named
-  user (one running conversation per user, which flushes into that user's memory). The server keeps
-  such a conversation: earlier messages are not replayed (the session's buffer and memories are).
-- an anonymous call (no user, no session) is stateless, as OpenAI's API is: its earlier user/assistant
-  messages are the conversation and nothing of the turn is stored. Storing it would leave a session
-  that no client can name, so could never read, continue or delete, and that never fills a flush; a
-  per-request session is also what keeps unrelated callers (or another instance of this server using
-  us as its `openai` backend, which sends its whole prompt) from sharing a buffer or blocking each other.
-Turn limits count per user (the namespace); an anonymous call has none, so it counts against the
-client's address, else every request would be a fresh key that TURNS_PER_MINUTE never sees twice.
+A request's last message, which must be the user's, is the turn (openai_conversation reads the rest). Who and
+which conversation:
+- memory namespace: the authenticated user when the server has tokens, else the `user` field, else none;
+- conversation: the `X-Session-Id` header or `metadata.session`; without either, for a named user, a stable
+  id derived from how the conversation began (`api:<user>:<digest>`), so that a chat UI's conversations,
+  which name no session, stay apart while sharing the user's long-term memories.
+- short-term context: the earlier messages the request carries (the client owns its conversation: it edits,
+  regenerates and branches it), within the context budget; a request that carries none on a session it names
+  has the session's buffer, as on the websocket. The client's system prompt is kept, with the persona before
+  it (API_PERSONA=prepend) or without (off); the server adds what only it has, the user's memories and the
+  search summary, as labelled sections after it.
+- storage: each exchange is a turn of its conversation; before a turn the stored conversation is brought to
+  the branch the client sent (`memory.conversation.follow`), so a regenerated or edited exchange replaces the
+  one it supersedes, memories included, instead of adding a second one.
+- an anonymous call (no user, no token, no session) is stateless, as OpenAI's API is: its messages are the
+  conversation and nothing of the turn is stored. Storing it would leave a session that no client can name,
+  so could never read, continue or delete; a per-request session is also what keeps unrelated callers (or
+  another instance of this server using us as its `openai` backend, which sends its whole prompt) from
+  sharing a buffer or blocking each other.
+One turn at a time per conversation: a second request waits API_SESSION_WAIT seconds for the running one, then
+gets 409 `turn_in_progress` with Retry-After (the official clients retry it). Turn limits count per user (the
+namespace); an anonymous call has none, so it counts against the client's address, else every request would
+be a fresh key that TURNS_PER_MINUTE never sees twice.
 Sampling parameters in the request (temperature, top_p) apply to the turn; max_tokens may lower the
 server's MAX_NEW_TOKENS, never raise it. Errors use OpenAI's shape, `{"error": {"message", "type",
 "param", "code"}}`, with `code` one of our stable codes.
@@ -34,15 +44,17 @@ from server import keys as k
 from server.errors import ClientError, error_body
 from server.events import TurnReceived
 from server.logs import get_logger
-from server.protocols import GenerationParams, TurnRecord
-from server.transport.frames import MAX_SESSION_CHARS, valid_session_id, valid_text
-from server.transport.identity import api_session, memory_user, namespace_for
+from server.protocols import GenerationParams
+from server.transport.frames import MAX_SESSION_CHARS, valid_session_id
+from server.transport.identity import memory_user, namespace_for
+from server.transport.openai_conversation import ParamError, SentConversation, read_conversation
 from server.turn_events import TokenDelta, TurnEvent, TurnStarted
 
 log = get_logger(__name__)
 
 SESSION_HEADER = "X-Session-Id"
 MAX_USER_CHARS = 64
+RETRY_AFTER = 1  # seconds, for a request refused because a turn of its conversation is running
 
 
 class _Part(BaseModel):
@@ -77,13 +89,6 @@ class CompletionRequest(BaseModel):
     top_p: float | None = Field(None, ge=0, le=1)
 
 
-class ParamError(ClientError):
-    """A request field is wrong; `param` names it, as OpenAI's errors do."""
-
-    def __init__(self, param: str | None, message: str, code: str = "invalid_request", status: int = 400):
-        super().__init__(code, message, status, param=param)
-
-
 async def _parse(request: web.Request) -> CompletionRequest:
     body = await request.read()
     try:
@@ -105,50 +110,14 @@ def served_model(request: web.Request) -> str:
     return settings.served_model_name or settings.model
 
 
-def _content_text(message: _Message, param: str) -> str:
-    if isinstance(message.content, list):
-        if any(part.type != "text" or part.text is None for part in message.content):
-            raise ParamError(f"{param}.content", "only text content parts are supported")
-        return "".join(part.text for part in message.content)
-    return message.content or ""
-
-
-def _turn_text(req: CompletionRequest, max_chars: int) -> str:
-    last = req.messages[-1]
-    param = f"messages.{len(req.messages) - 1}"
-    if last.role != "user":
-        raise ParamError(f"{param}.role", "the last message must be the user's: it is the turn this server answers")
-    text = _content_text(last, param)
-    try:
-        return valid_text(text, max_chars)
-    except ClientError as err:
-        raise ParamError(f"{param}.content", err.message, err.code, err.status) from None
-
-
-def _sent_history(req: CompletionRequest, session: str) -> tuple[TurnRecord, ...]:
-    """A stateless request's earlier exchanges, as the buffer they stand in for.
-
-    A user message opens an exchange and assistant messages make its reply; system prompts are dropped,
-    since the server's persona is the system prompt, as for every turn.
-    """
-    exchanges: list[list[str]] = []
-    for index, message in enumerate(req.messages[:-1]):
-        if message.role == "user":
-            exchanges.append([_content_text(message, f"messages.{index}"), ""])
-        elif message.role == "assistant":
-            if not exchanges:  # the assistant spoke first, e.g. a greeting
-                exchanges.append(["", ""])
-            exchanges[-1][1] += _content_text(message, f"messages.{index}")
-    return tuple(TurnRecord(f"sent-{seq}", session, seq, user, reply, "complete", 0.0)
-                 for seq, (user, reply) in enumerate(exchanges))
-
-
 @dataclass(frozen=True, slots=True)
 class _Caller:
     session: str
     namespace: str
     limit_key: str  # what the turn limits count against
     stateless: bool
+    derived: bool = False  # the session is named by the conversation's opening, not by the client
+    opened_in: str | None = None  # where such a conversation's first request went (see SentConversation)
 
 
 def _client_address(request: web.Request) -> str:
@@ -158,7 +127,7 @@ def _client_address(request: web.Request) -> str:
     return f"address:{request.remote or 'unknown'}"
 
 
-def _identity(request: web.Request, req: CompletionRequest) -> _Caller:
+def _identity(request: web.Request, req: CompletionRequest, sent: SentConversation) -> _Caller:
     """Who is asking and in which conversation; see the module docstring."""
     user = request.get(k.USER)  # set by authentication; then the body cannot pick another user
     if user is None and req.user:
@@ -166,6 +135,7 @@ def _identity(request: web.Request, req: CompletionRequest) -> _Caller:
             raise ParamError("user", f"'user' must be printable and at most {MAX_USER_CHARS} characters")
         user = req.user
     session = request.headers.get(SESSION_HEADER) or (req.metadata or {}).get("session")
+    derived, opened_in = False, None
     if session is not None:
         try:
             session = valid_session_id(session)
@@ -173,14 +143,14 @@ def _identity(request: web.Request, req: CompletionRequest) -> _Caller:
             raise ParamError("metadata.session", f"the session id ({SESSION_HEADER} or metadata.session) must be "
                              f"printable and at most {MAX_SESSION_CHARS} characters") from None
     elif user:
-        session = api_session(user)
+        (session, opened_in), derived = sent.session_for(user), True
     else:
         session = f"api-{uuid.uuid4().hex}"  # in-flight only: it names the running turn, never a stored chat
         return _Caller(session, namespace_for(None, session), _client_address(request), stateless=True)
     # memories as on the websocket; without tokens the limits count per chat, as there
     scope = request.app[k.SETTINGS].memory_scope
     return _Caller(session, namespace_for(memory_user(user, scope), session), namespace_for(user, session),
-                   stateless=False)
+                   stateless=False, derived=derived, opened_in=opened_in)
 
 
 class _SSE:
@@ -239,14 +209,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if req.model != model:
         raise ParamError("model", f"the model {req.model!r} does not exist; this server serves {model!r} "
                          "(see GET /v1/models)", "model_not_found", 404)
-    text = _turn_text(req, settings.max_message_chars)
-    caller = _identity(request, req)
+    sent = read_conversation(req.messages, settings.max_message_chars)
+    caller = _identity(request, req, sent)
     session = caller.session
-    history = _sent_history(req, session) if caller.stateless else None
-    event = TurnReceived(session, caller.namespace, text, received_at, history)
-    control = await chat.claim(session, caller.limit_key)
+    try:
+        control = await chat.claim(session, caller.limit_key, wait=settings.api_session_wait)
+    except ClientError as err:
+        raise _retry_later(err) from None
     params = _params(req, chat.settings.params)
     try:
+        event = await _event(chat, caller, sent, received_at)
         if not req.stream:
             result = await chat.run_turn(event, _discard, control, params)
             return web.json_response({
@@ -258,8 +230,29 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             }, dumps=lambda obj: orjson.dumps(obj).decode())
         return await _stream(request, chat, event, control, params, model,
                              bool(req.stream_options and req.stream_options.include_usage))
+    except ClientError as err:
+        raise _retry_later(err) from None  # e.g. another replica runs a turn of this conversation
     finally:
         chat.release(session, control)
+
+
+def _retry_later(err: ClientError) -> ClientError:
+    """A refusal because a turn of the conversation is running says when to retry: the official clients do."""
+    if err.code == "turn_in_progress" and err.retry_after is None:
+        err.retry_after = RETRY_AFTER
+    return err
+
+
+async def _event(chat, caller: _Caller, sent: SentConversation, received_at: float) -> TurnReceived:
+    """The turn, with the conversation the client sent as its short-term context; stored conversations
+    follow the client's branch first."""
+    history = None
+    if caller.stateless:
+        history = sent.stand_ins(caller.session)
+    elif sent.exchanges or caller.derived:
+        history = await chat.follow_conversation(caller.session, caller.namespace, sent.exchanges, caller.opened_in)
+    return TurnReceived(caller.session, caller.namespace, sent.text, received_at, history, sent.instructions,
+                        stateless=caller.stateless)
 
 
 async def _stream(request: web.Request, chat, event: TurnReceived, control, params: GenerationParams, model: str,

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from server.keys import CHAT
+from server.prompt import MEMORY_PREAMBLE
 from tests.server.conftest import make_settings
 from tests.support.client import connect
 from tests.support.scripted_openai import Reply
@@ -26,17 +27,33 @@ def stored_turns(data_dir, user_text: str) -> list[tuple[str, str]]:
         con.close()
 
 
+def front_system(front_url: str, persona: str, text: str) -> str:
+    """The system prompt the front server builds for `text`: its persona, then the memories its memory API says a
+    turn with that message gets (`GET /memories?query=`: exactly those, in prompt order)."""
+    found = httpx.get(f"{front_url}/memories", params={"query": text}).json()["memories"]
+    lines = [f"- [{m['created'][:10]}] {m['text']}" for m in found]
+    return "\n\n".join([persona, "\n".join([MEMORY_PREAMBLE, *lines])] if lines else [persona])
+
+
 @pytest.mark.slow
 async def test_a_second_server_whose_openai_backend_points_at_the_first_serves_websocket_turns(api_server,
                                                                                                tiny_model_dir,
                                                                                                tmp_path):
+    """The front server's persona and memories reach the back server's prompt whole, the back's persona first."""
+    front_persona = "You are the front desk of a chain of two servers."
+    (tmp_path / "front.md").write_text(front_persona, encoding="utf-8")
     relay = ServerProcess(tmp_path, {
         "LLM_BACKEND": "openai", "MODEL": str(tiny_model_dir), "OPENAI_BASE_URL": f"{api_server.url}/v1",
-        "OPENAI_API_KEY": KEY, "DATA_DIR": str(tmp_path / "relay-data"), "MAX_NEW_TOKENS": "16"}).start()
+        "OPENAI_API_KEY": KEY, "DATA_DIR": str(tmp_path / "relay-data"), "MAX_NEW_TOKENS": "16",
+        "PERSONA_FILE": str(tmp_path / "front.md")}).start()
     try:
         assert httpx.get(f"{relay.url}/health").json()["backend"] == "openai"
         session, tag = "chain", uuid.uuid4().hex[:8]
+        memory = f"My favourite flower is the plum blossom {tag}."
+        assert httpx.post(f"{relay.url}/memories", json={"text": memory}).status_code == 201
         texts = [f"Write a line about plum blossoms {tag}", f"And one about the west lake {tag}"]
+        systems = [front_system(relay.url, front_persona, text) for text in texts]
+        assert memory in systems[0], "the front remembers something for the back to see"
         async with aiohttp.ClientSession() as http:
             client = await connect(http, relay.ws_url)
             turns = [await client.turn(session, text) for text in texts]
@@ -47,10 +64,15 @@ async def test_a_second_server_whose_openai_backend_points_at_the_first_serves_w
             # the relay's anonymous calls are stateless: the relay keeps the conversation, the first
             # server stores nothing of it
             assert stored_turns(api_server.data_dir, text) == []
-        # ... and the first server answers from the conversation the relay sends, its own replies included
-        second = next(p for p in reversed(api_server.prompts) if p.messages[-1].content == texts[1])
-        assert [(m.role, m.content) for m in second.messages[1:]] == [
-            ("user", texts[0]), ("assistant", turns[0].end["text"]), ("user", texts[1])]
+        # the back server's whole prompt: its persona, the front's system prompt (persona and memories), the
+        # conversation the front keeps, its own replies included
+        back_persona = api_server.app[CHAT].settings.persona.strip()
+        prompts = [next(p for p in reversed(api_server.prompts) if p.messages[-1].content == t) for t in texts]
+        assert [(m.role, m.content) for m in prompts[0].messages] == [
+            ("system", f"{back_persona}\n\n{systems[0]}"), ("user", texts[0])]
+        assert [(m.role, m.content) for m in prompts[1].messages] == [
+            ("system", f"{back_persona}\n\n{systems[1]}"), ("user", texts[0]), ("assistant", turns[0].end["text"]),
+            ("user", texts[1])]
         relay_turns = httpx.get(f"{relay.url}/sessions/{session}/history").json()["turns"]
         assert [(t["user"], t["status"]) for t in relay_turns] == [(t, "complete") for t in texts]
     finally:
@@ -125,8 +147,9 @@ async def test_an_api_client_that_goes_away_mid_stream_stops_the_generation_upst
         await asyncio.sleep(0.05)
     assert scripted.requests[0].disconnected, "the relay closed its upstream stream when its client left"
     chat = relay_to_scripted.app[CHAT]
+    (session,) = [s.id for s in relay_to_scripted.call(chat.sessions(f"user:{user}", 10))]
     for _ in range(100):
-        (record,) = relay_to_scripted.call(chat.history(f"api:{user}"))
+        (record,) = relay_to_scripted.call(chat.history(session))
         if record.status != "pending":
             break
         await asyncio.sleep(0.05)

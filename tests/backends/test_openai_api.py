@@ -32,6 +32,11 @@ def prompt_for(server, text: str):
     return next(p for p in reversed(server.prompts) if p.messages[-1].content == text)
 
 
+def user_sessions(server, user: str) -> list[str]:
+    """The stored conversations of a named user, newest first."""
+    return [s.id for s in server.call(server.app[CHAT].sessions(f"user:{user}", 100))]
+
+
 async def test_the_official_client_streams_a_reply_with_usage_and_the_turn_is_stored(api_server):
     user = new_user()
     async with client(api_server) as oai:
@@ -45,7 +50,9 @@ async def test_the_official_client_streams_a_reply_with_usage_and_the_turn_is_st
     assert chunks[-2].choices[0].finish_reason in ("stop", "length")
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0 and chunks[-1].usage.prompt_tokens > 0
     assert len({c.id for c in chunks}) == 1 and chunks[0].model == api_server.model
-    (turn,) = history(api_server, f"api:{user}")
+    (session,) = user_sessions(api_server, user)
+    assert session.startswith(f"api:{user}:"), "a conversation that names no session is named by how it began"
+    (turn,) = history(api_server, session)
     assert turn.user_text == "Tell me about the moon over the river"
     assert turn.response == "".join(content) and turn.status == "complete"
     assert chunks[0].id == f"chatcmpl-{turn.id}"
@@ -68,7 +75,7 @@ async def test_the_raw_stream_is_server_sent_events_ending_in_done(api_server):
 async def test_a_non_streaming_request_returns_one_completion_with_usage(api_server):
     async with client(api_server) as oai:
         completion = await oai.chat.completions.create(
-            model=api_server.model, messages=[{"role": "system", "content": "ignored: the server has a persona"},
+            model=api_server.model, messages=[{"role": "system", "content": "Answer briefly."},
                                               {"role": "user", "content": "How was your day?"}])
     assert completion.object == "chat.completion"
     (choice,) = completion.choices
@@ -80,11 +87,12 @@ async def test_a_non_streaming_request_returns_one_completion_with_usage(api_ser
 async def test_the_user_field_names_the_memory_namespace_and_memories_never_cross_users(api_server):
     alice, bob = new_user(), new_user()
     facts = ["My ginger cat Marmalade sleeps on the piano.", "I am training for a marathon in Kyoto."]
+    session = f"cat-{alice}"
     async with client(api_server) as oai:
         for text in facts:  # FLUSH_EVERY=2 on this server: two turns become a memory per message
-            await oai.chat.completions.create(model=api_server.model, user=alice,
-                                              messages=[{"role": "user", "content": text}])
-        docs = await asyncio.to_thread(wait_for_documents, api_server.data_dir, f"api:{alice}", 2)
+            await oai.chat.completions.create(model=api_server.model, user=alice, messages=[
+                {"role": "user", "content": text}], extra_headers={"X-Session-Id": session})
+        docs = await asyncio.to_thread(wait_for_documents, api_server.data_dir, session, 2)
         assert {d["namespace"] for d in docs} == {f"user:{alice}"}
         question = "Where does my ginger cat Marmalade sleep?"
         for user in (alice, bob):
@@ -177,19 +185,21 @@ async def test_the_official_client_raises_its_own_error_classes(api_server):
             await oai.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
 
 
-async def test_a_second_turn_on_a_busy_session_is_refused_with_409(api_server, monkeypatch):
+async def test_a_second_turn_on_a_busy_session_waits_for_the_first(api_server, monkeypatch):
+    """Up to API_SESSION_WAIT (3 s here); past it, 409 with Retry-After (tests/backends/test_api_conversations.py)."""
     session = f"busy-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setitem(failpoints._ARMED, "generate.before", "sleep:1.5")
+    monkeypatch.setitem(failpoints._ARMED, "generate.before", "sleep:1")
     async with client(api_server) as oai:
         first = asyncio.create_task(oai.chat.completions.create(
             model=api_server.model, messages=[{"role": "user", "content": "first"}],
             extra_headers={"X-Session-Id": session}))
         await asyncio.sleep(0.5)
-        with pytest.raises(openai.ConflictError) as conflict:
-            await oai.chat.completions.create(model=api_server.model, messages=[{"role": "user", "content": "second"}],
-                                              extra_headers={"X-Session-Id": session})
-        assert conflict.value.code == "turn_in_progress"
-        assert (await first).choices[0].message.content is not None
+        second = await oai.chat.completions.create(model=api_server.model,
+                                                   messages=[{"role": "user", "content": "second"}],
+                                                   extra_headers={"X-Session-Id": session})
+        assert second.choices[0].message.content is not None and (await first).choices
+    assert [(t.user_text, t.status) for t in history(api_server, session)] == [("first", "complete"),
+                                                                              ("second", "complete")]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
@@ -205,35 +215,42 @@ async def test_a_generation_failure_before_any_token_is_an_http_502_and_the_mess
             if stream:
                 [chunk async for chunk in response]
     assert failed.value.status_code == 502 and failed.value.code == "generation_failed"
-    assert [(t.user_text, t.status) for t in history(api_server, f"api:{user}")] == [("this will fail", "failed")]
+    (session,) = user_sessions(api_server, user)
+    assert [(t.user_text, t.status) for t in history(api_server, session)] == [("this will fail", "failed")]
 
 
 async def test_a_named_users_conversations_are_read_and_forgotten_over_http_without_tokens(api_server):
     user, side = new_user(), f"side-{uuid.uuid4().hex[:10]}"
     facts = [f"My kestrel {user} nests on the chimney.", f"My kestrel {user} eats beetles."]
     async with client(api_server) as oai:
-        for text in facts:  # FLUSH_EVERY=2: a memory per message, four
-            await oai.chat.completions.create(model=api_server.model, user=user,
-                                              messages=[{"role": "user", "content": text}])
+        first = await oai.chat.completions.create(model=api_server.model, user=user,
+                                                  messages=[{"role": "user", "content": facts[0]}])
+        # the client sends the conversation so far: FLUSH_EVERY=2, so its two turns become a memory per message
+        await oai.chat.completions.create(model=api_server.model, user=user, messages=[
+            {"role": "user", "content": facts[0]}, {"role": "assistant", "content": first.choices[0].message.content},
+            {"role": "user", "content": facts[1]}])
         await oai.chat.completions.create(model=api_server.model, user=user, extra_headers={"X-Session-Id": side},
                                           messages=[{"role": "user", "content": "a side conversation"}])
-    await asyncio.to_thread(wait_for_documents, api_server.data_dir, f"api:{user}", 2)
+    (conversation,) = [s for s in user_sessions(api_server, user) if s != side]
+    docs = await asyncio.to_thread(wait_for_documents, api_server.data_dir, conversation, 2)
     async with httpx.AsyncClient(base_url=api_server.url, timeout=30) as http:
-        read = await http.get(f"/sessions/api:{user}/history")
+        read = await http.get(f"/sessions/{conversation}/history")  # its id names its user
         assert read.status_code == 200, read.text
         assert [t["user"] for t in read.json()["turns"]] == facts
+        listed = await http.get("/sessions", params={"user": user})
+        assert {s["id"] for s in listed.json()["sessions"]} == {conversation, side}
         # a session the caller named itself: the caller names the user too, as it does on /v1
         assert (await http.get(f"/sessions/{side}/history")).status_code == 403
         assert (await http.get(f"/sessions/{side}/history", params={"user": new_user()})).status_code == 403
         mine = await http.get(f"/sessions/{side}/history", params={"user": user})
         assert [t["user"] for t in mine.json()["turns"]] == ["a side conversation"]
 
-        forgotten = await http.delete(f"/sessions/api:{user}")
-        assert forgotten.status_code == 200 and forgotten.json()["memories_removed"] == 4  # a memory per message
-        assert (await http.get(f"/sessions/api:{user}/history")).status_code == 404
+        forgotten = await http.delete(f"/sessions/{conversation}")
+        assert forgotten.status_code == 200 and forgotten.json()["memories_removed"] == len(docs)
+        assert (await http.get(f"/sessions/{conversation}/history")).status_code == 404
         assert (await http.delete(f"/sessions/{side}", params={"user": user})).status_code == 200
-    assert documents(api_server.data_dir, f"api:{user}") == []
-    assert history(api_server, f"api:{user}") == [] and history(api_server, side) == []
+    assert documents(api_server.data_dir, conversation) == []
+    assert history(api_server, conversation) == [] and history(api_server, side) == []
 
 
 @pytest.fixture(scope="module")
@@ -255,9 +272,8 @@ async def test_with_server_tokens_the_token_names_the_user_whatever_the_user_fie
     async with oai:
         await oai.chat.completions.create(model=token_server.model, user="mallory",
                                           messages=[{"role": "user", "content": "Who am I?"}])
-    chat = token_server.app[CHAT]
-    assert token_server.call(chat.session_owner("api:alice")) == "user:alice"
-    assert token_server.call(chat.session_owner("api:mallory")) is None
+    (session,) = user_sessions(token_server, "alice")
+    assert session.startswith("api:alice:") and user_sessions(token_server, "mallory") == []
     async with openai.AsyncOpenAI(base_url=f"{token_server.url}/v1", api_key="wrong", max_retries=0) as stranger:
         with pytest.raises(openai.AuthenticationError):
             await stranger.chat.completions.create(model=token_server.model,
@@ -286,7 +302,7 @@ def stored_sessions(data_dir, user_text: str) -> list[str]:
 async def test_an_anonymous_request_stores_nothing_and_answers_from_the_conversation_it_sends(api_server, stream):
     tag = uuid.uuid4().hex[:10]
     earlier, reply, question = f"My name is Su {tag}.", f"Hello Su {tag}!", f"What is my name? {tag}"
-    messages = [{"role": "system", "content": "ignored: the server has a persona"},
+    messages = [{"role": "system", "content": f"Answer as a poet {tag}."},
                 {"role": "user", "content": earlier}, {"role": "assistant", "content": reply},
                 {"role": "user", "content": question}]
     async with client(api_server) as oai:
@@ -301,6 +317,7 @@ async def test_an_anonymous_request_stores_nothing_and_answers_from_the_conversa
     prompt = prompt_for(api_server, question)
     assert [(m.role, m.content) for m in prompt.messages[1:]] == [("user", earlier), ("assistant", reply),
                                                                  ("user", question)]
+    assert prompt.messages[0].content.endswith(f"Answer as a poet {tag}."), "the client's system prompt is kept"
 
 
 @pytest.fixture(scope="module")

@@ -182,3 +182,26 @@ async def test_a_new_chat_of_the_same_user_recalls_facts_from_an_earlier_chat(ap
         pixel = await wait_for_memory(http, api_server.url, "Pixel")
         later = await chat.turn("bob-second-chat", "Do you remember my dog Pixel?")
     assert pixel["id"] in later.end["memories"]
+
+
+def test_an_import_whose_flush_fails_says_the_turns_are_kept_and_the_next_flush_makes_them_memories(
+        api_server, monkeypatch):
+    from server import failpoints
+
+    with client(api_server, "alice") as api:
+        monkeypatch.setitem(failpoints._ARMED, "flush.before_commit", "raise")  # the embedder or store failing
+        reply = api.post("/sessions/alice-pending/import", json={"turns": [
+            {"user": "My locker at the pool is number 4711.", "assistant": "Noted.", "time": at(1)}]})
+        assert reply.status_code == 503 and reply.json()["error"]["code"] == "import_pending", reply.text
+        assert "do not send them again" in reply.json()["error"]["message"]
+        assert not any("4711" in m["text"] for m in query(api, "What is my pool locker number?"))
+        history = api.get("/sessions/alice-pending/history").json()["turns"]
+        assert [t["user"] for t in history] == ["My locker at the pool is number 4711."]  # kept, once
+
+        monkeypatch.delitem(failpoints._ARMED, "flush.before_commit")
+        import_turns(api, "alice-pending", [{"user": "The pool opens at seven.", "assistant": "Early!",
+                                             "time": at(2)}])
+        texts = [m["text"] for m in query(api, "What is my pool locker number?")]
+        assert "User: My locker at the pool is number 4711." in texts
+        assert [t["user"] for t in api.get("/sessions/alice-pending/history").json()["turns"]] == [
+            "My locker at the pool is number 4711.", "The pool opens at seven."]

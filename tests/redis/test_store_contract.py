@@ -338,3 +338,46 @@ async def test_knowledge_chunks_are_listed_under_the_knowledge_namespace_until_d
     assert [d.text for d in await store.memories(KNOWLEDGE_NAMESPACE, 10)] == ["chunk three"]
     await store.drop_knowledge("faq.md")
     assert await store.memories(KNOWLEDGE_NAMESPACE, 10) == []
+
+
+async def test_superseding_turns_removes_them_their_memories_and_their_place_in_the_buffer(store):
+    """A regenerated or edited exchange replaces the one before it: flushed or buffered, the old turn goes with
+    every memory made of it; pending turns and other sessions' turns stay."""
+    flushed = await complete_turns(store, "re", ["one", "two"], namespace="user:u")
+    plan = await store.plan_flush("re", 2)
+    vectors = vectors_for(plan, seed=5)
+    docs = await store.commit_flush(plan, vectors)
+    index = FaissVectorStore(store.log_since, DIM)
+    assert len(await index.search("user:u", vectors[2], 4)) == 4
+    buffered = await complete_turns(store, "re", ["three", "four"], namespace="user:u")
+    other = await complete_turns(store, "elsewhere", ["two"], namespace="user:u")
+    running = await store.begin_turn("re", "user:u", "five")
+
+    removed = await store.supersede_turns("re", [flushed[1].id, buffered[0].id, other[0].id, running.id, "nope"])
+    assert removed == 2, "the two memories of the flushed turn 'two'"
+    assert [t.user_text for t in await store.history("re")] == ["one", "four", "five"]
+    assert [t.user_text for t in await store.buffer("re")] == ["four"]
+    assert [t.user_text for t in await store.history("elsewhere")] == ["two"]
+    assert {d.id for d in await store.memories("user:u", 10)} == {docs[0].id, docs[1].id}
+    assert await store.memory("user:u", docs[2].id) is None and await store.memory("user:u", docs[3].id) is None
+    assert {h.doc.id for h in await index.search("user:u", vectors[2], 4)} == {docs[0].id, docs[1].id}
+    assert await store.sessions_needing_flush(2) == [], "one buffered turn left, not two"
+    await store.finish_turn(running.id, "reply to five", "complete")
+    assert [t.user_text for t in (await store.plan_flush("re", 2)).turns] == ["four", "five"]
+    assert await store.supersede_turns("re", []) == 0
+
+
+async def test_a_turns_details_and_a_sessions_own_title_are_kept_and_read_back(store):
+    """What a turn showed besides its reply (recalled memories, search) comes back with its history (the web UI
+    shows it again after a reload); a renamed chat lists under its new title."""
+    details = '{"memories": [{"id": 1, "text": "User: 東坡 likes pork", "created": 1.0}]}'
+    first = await store.begin_turn("d", "user:u", "first message")
+    await store.finish_turn(first.id, "reply", "complete", details)
+    second = await store.begin_turn("d", "user:u", "second")
+    await store.finish_turn(second.id, "", "failed")
+    assert [t.details for t in await store.history("d")] == [details, None]
+    assert [s.title for s in await store.sessions("user:u", 10)] == ["first message"]
+    await store.rename_session("d", "Pork 東坡肉")
+    await store.rename_session("nobody", "not created by a rename")
+    assert [s.title for s in await store.sessions("user:u", 10)] == ["Pork 東坡肉"]
+    assert await store.session_namespace("nobody") is None

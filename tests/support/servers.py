@@ -171,7 +171,8 @@ class ServerThread:
 
     def start(self) -> ServerThread:
         self._thread.start()
-        self._ready.wait(180)
+        if not self._ready.wait(600):  # a busy machine loads models slowly; never hand out port 0
+            raise TimeoutError("the server did not start in 600 s")
         if self._error is not None:
             raise RuntimeError("server failed to start") from self._error
         return self

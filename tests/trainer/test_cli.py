@@ -23,7 +23,7 @@ def _run_cli(capsys, *argv):
 def test_missing_data_file_is_a_clear_error(capsys, micro_dir, tmp_path):
     code, err = _run_cli(capsys, "--model", micro_dir, "--data", tmp_path / "nope.jsonl", "--out", tmp_path / "o")
     assert code == 2
-    assert "corpus file not found" in err and "nope.jsonl" in err and "Traceback" not in err
+    assert "data file not found" in err and "nope.jsonl" in err and "Traceback" not in err
 
 
 def test_empty_data_file_is_a_clear_error(capsys, micro_dir, tmp_path):

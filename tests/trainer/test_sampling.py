@@ -58,3 +58,21 @@ def test_scheduled_sampling_run_trains_and_logs_its_rate(make_config):
              if r["type"] == "train"]
     assert rates == pytest.approx([0.0, 0.25, 0.5, 0.5])
     assert math.isfinite(result.train_loss)
+
+
+def test_replacements_are_drawn_from_the_distribution_not_its_argmax(batch_and_module):
+    """Scheduled sampling feeds the model tokens it might have generated: a greedy (argmax) pick would show it
+    only its single likeliest guess, and the same one on every draw."""
+    batch, module = batch_and_module
+    with torch.no_grad():
+        logits, selected = module.target_logits(batch.input_ids, batch.targets, batch.attention_mask,
+                                                batch.position_ids)
+    greedy = logits.argmax(-1)
+    rows, cols = selected.nonzero(as_tuple=True)
+    draws = []
+    for seed in (0, 1):
+        mixed = mix_in_predictions(module, batch, rate=1.0, generator=torch.Generator().manual_seed(seed))
+        draws.append(mixed.input_ids[rows, cols + 1])
+    # An untrained model's distribution is flat: its samples rarely hit the argmax, and two draws differ.
+    assert (draws[0] == greedy).float().mean() < 0.5
+    assert (draws[0] != draws[1]).float().mean() > 0.5

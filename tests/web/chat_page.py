@@ -6,11 +6,12 @@ import time
 
 from playwright.sync_api import Page
 
-# Every chat message in page order: who wrote it, the title of a collapsible block, and the text shown.
+# Every chat message in page order: who wrote it, the title of a collapsible block, the text shown, its links.
 _MESSAGES_JS = """() => [...document.querySelectorAll('#chat [data-testid="user"], #chat [data-testid="bot"]')]
   .map(el => {
     const title = el.querySelector('.thought-group .title');
-    return {role: el.dataset.testid, title: title ? title.innerText.trim() : null, text: el.innerText};
+    return {role: el.dataset.testid, title: title ? title.innerText.trim() : null, text: el.innerText,
+            links: [...el.querySelectorAll('a[href]')].map(a => ({text: a.innerText.trim(), href: a.href}))};
   })"""
 
 
@@ -21,11 +22,17 @@ class ChatPage:
 
     def open(self) -> ChatPage:
         self.page.goto(self.url)
-        self.wait_loaded()
         return self
 
     def wait_loaded(self) -> None:
         self.page.locator("#session-info code").wait_for(timeout=30_000)
+
+    def sign_in(self, token: str) -> ChatPage:
+        self.page.locator("#token input").wait_for(timeout=30_000)
+        self.page.fill("#token input", token)
+        self.page.click("#sign-in")
+        self.wait_loaded()
+        return self
 
     def reload(self) -> None:
         self.page.reload()
@@ -43,6 +50,18 @@ class ChatPage:
         self.page.fill("#message textarea", text)
         self.page.press("#message textarea", "Enter")
 
+    def chat(self, text: str) -> str:
+        """Send a message and wait for the reply to end; returns the reply's text."""
+        before = self.user_messages()
+        self.send(text)
+        # the turn's first update shows the message and swaps Send for Stop at once; its last one swaps them back
+        wait_until(lambda: self.user_messages() > before and self.page.is_visible("#send"), timeout=120,
+                   what="the turn to end")
+        return self.reply()
+
+    def user_messages(self) -> int:
+        return self.page.locator('#chat [data-testid="user"]').count()
+
     def messages(self) -> list[dict]:
         return self.page.evaluate(_MESSAGES_JS)
 
@@ -54,8 +73,12 @@ class ChatPage:
 
     def reply(self) -> str:
         """The text of the last turn's reply so far ('' before the first token shows)."""
-        return next((m["text"] for m in self.last_turn()[1:] if m["title"] is None and not m["text"].startswith("⚠️")),
-                    "")
+        return next((m["text"] for m in self.last_turn()[1:] if m["title"] is None and not m["text"].startswith(
+            ("⚠️", "Sources"))), "")
+
+    def block(self, prefix: str) -> dict | None:
+        """The last turn's collapsible block whose title starts with `prefix`."""
+        return next((m for m in self.last_turn() if m["title"] and m["title"].startswith(prefix)), None)
 
     def titles(self) -> list[str]:
         return [m["title"] for m in self.last_turn() if m["title"]]
@@ -70,9 +93,17 @@ class ChatPage:
         self.page.locator("#send").wait_for(state="visible", timeout=timeout * 1000)
 
     def wait_for_reply_text(self, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text := self.reply():
-                return text
-            time.sleep(0.05)
-        raise TimeoutError("no reply text appeared")
+        return wait_until(self.reply, timeout, "reply text")
+
+    def chats(self) -> list[str]:
+        """The sidebar's list of chats, as labelled."""
+        return [t.strip() for t in self.page.locator("#chats label").all_inner_texts()]
+
+
+def wait_until(condition, timeout: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not reached in {timeout}s")

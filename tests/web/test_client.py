@@ -8,8 +8,9 @@ from server import failpoints
 from tests.support.memory import wait_for_documents
 from tests.support.servers import free_port
 from tests.web.conftest import TOKEN, new_session
-from web.client import ChatClient, Ended, ServerError, ServerUnreachable, Started, Token
+from web.client import ChatClient
 from web.endpoints import http_base
+from web.wire import Ended, ServerError, ServerUnreachable, Started, Token
 
 
 def client_for(server) -> ChatClient:

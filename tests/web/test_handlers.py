@@ -1,76 +1,109 @@
-"""The page's handlers against a real server: streaming, Stop, errors, loading and forgetting chats."""
+"""The page's handlers against a real server: streaming, Stop, errors, sign-in, chats and memories."""
 
 import asyncio
+
+import pytest
 
 from server import failpoints
 from tests.support.servers import free_port
 from tests.web.conftest import TOKEN, new_session
+from web.app import build_ui
 from web.client import ChatClient
-from web.handlers import ChatHandlers
 from web.render import reply_message, user_message
 
-SESSION, CHATBOT, SHOWN, TEXTBOX, SEND, STOP, NEW, FORGET = range(8)
+
+@pytest.fixture(scope="module")
+def page():
+    """The handlers of a page built without a default token: every call names the browser's own."""
+    return build_ui(ChatClient("ws://127.0.0.1:9/ws")).chat_handlers
 
 
-def handlers_for(server) -> ChatHandlers:
-    return ChatHandlers(ChatClient(server.ws_url, TOKEN))
+def bound(page, server):
+    page.client = ChatClient(server.ws_url)
+    return page, page.ui
 
 
-async def test_a_turn_streams_into_the_chatbot_and_leaves_the_controls_as_they_were(chat_server):
-    handlers, session = handlers_for(chat_server), new_session()
-    updates = [u async for u in handlers.respond("Tell me about the moon", session, [])]
+async def turn(handlers, text: str, session: str) -> list[dict]:
+    return [u async for u in handlers.respond(text, TOKEN, session, [], {})]
+
+
+async def test_a_turn_streams_then_shows_the_stored_chat_and_leaves_the_controls_as_they_were(page, chat_server):
+    h, ui = bound(page, chat_server)
+    session = new_session()
+    updates = await turn(h, "Tell me about the moon", session)
     first, last = updates[0], updates[-1]
-    assert first[SESSION] == session and first[TEXTBOX] == ""
-    assert first[STOP]["visible"] is True and first[SEND]["visible"] is False and first[FORGET]["interactive"] is False
-    assert last[STOP]["visible"] is False and last[SEND]["visible"] is True and last[NEW]["interactive"] is True
-    reply = (await handlers.client.history(session))[0].response
-    assert last[CHATBOT] == last[SHOWN]
-    assert last[SHOWN][:2] == [user_message("Tell me about the moon"), reply_message(reply)]
-    # all these tests chat as one user, whose earlier turns may come back as memories
-    assert all(m["metadata"]["title"].startswith("🧠 Memories used") for m in last[SHOWN][2:])
-    assert handlers.running == {}
+    assert first[ui.session] == session and first[ui.text] == ""
+    assert first[ui.stop]["visible"] is True and first[ui.send]["visible"] is False
+    assert last[ui.stop]["visible"] is False and last[ui.send]["visible"] is True
+    reply = (await h.client.with_token(TOKEN).history(session))[0].response
+    assert last[ui.chatbot] == last[ui.shown] and last[ui.shown][0] == user_message("Tell me about the moon")
+    assert last[ui.shown][1] == reply_message(reply)
+    assert session in [value for _, value in last[ui.chats]["choices"]]
+    assert h.running == {}
 
 
-async def test_stop_ends_the_streaming_turn_on_the_server_and_the_chat_says_it_stopped(chat_server, monkeypatch):
+async def test_stop_ends_the_streaming_turn_on_the_server_and_the_chat_says_it_stopped(page, chat_server, monkeypatch):
     monkeypatch.setitem(failpoints._ARMED, "generate.before", "sleep:5")
-    handlers, session = handlers_for(chat_server), new_session()
-    stream = handlers.respond("a long reply", session, [])
+    h, ui = bound(page, chat_server)
+    session = new_session()
+    stream = h.respond("a long reply", TOKEN, session, [], {})
     await anext(stream)  # the Stop button is showing now
-    stopper = asyncio.create_task(handlers.stop(session))
+    stopper = asyncio.create_task(h.stop(session))
     updates = [u async for u in stream]
     await stopper
-    assert updates[-1][CHATBOT][-1]["metadata"]["title"] == "⏹ Stopped"
-    assert (await handlers.client.history(session))[0].status == "interrupted"
+    assert updates[-1][ui.chatbot][-1]["metadata"]["title"] == "⏹ Stopped"
+    assert (await h.client.with_token(TOKEN).history(session))[0].status == "interrupted"
 
 
-async def test_a_server_error_appears_in_the_chat_as_a_readable_message(chat_server):
-    handlers = handlers_for(chat_server)
+async def test_a_refused_message_shows_why_keeps_the_text_and_offers_a_retry(page, chat_server):
+    h, ui = bound(page, chat_server)
     too_long = "x" * (chat_server.settings.max_message_chars + 1)
-    last = [u async for u in handlers.respond(too_long, new_session(), [])][-1]
-    assert last[CHATBOT][-1] == {"role": "assistant", "content": f"⚠️ The message has {len(too_long)} characters; "
-                                                                 f"the limit is {len(too_long) - 1}"}
+    last = (await turn(h, too_long, new_session()))[-1]
+    assert last[ui.chatbot][-1]["content"].startswith(f"⚠️ The message has {len(too_long)} characters")
+    assert last[ui.text] == too_long and last[ui.retry]["visible"] is True
 
 
-async def test_loading_the_page_restores_the_browsers_chat_or_starts_a_new_session(chat_server):
-    handlers, session = handlers_for(chat_server), new_session()
-    shown = [u async for u in handlers.respond("remember this", session, [])][-1][SHOWN]
-    restored, chatbot, state, info = await handlers.restore(session)
-    assert (restored, chatbot, state) == (session, shown[:2], shown[:2]) and session in info  # without memories
-    fresh, chatbot, _, _ = await handlers.restore(None)
-    assert fresh.startswith("web-") and fresh != session and chatbot == []
+async def test_without_a_token_the_page_asks_to_sign_in_and_a_wrong_token_is_refused(page, chat_server):
+    h, ui = bound(page, chat_server)
+    signed_out = await h.restore("", None, {})
+    assert signed_out[ui.signin]["visible"] is True and signed_out[ui.main]["visible"] is False
+    refused = await h.sign_in("not-the-token-at-all", None, {})
+    assert refused[ui.signin_msg] == "⚠️ That token was refused."
+    signed_in = await h.sign_in(TOKEN, None, {})
+    assert signed_in[ui.token] == TOKEN and signed_in[ui.main]["visible"] is True
+    assert "Signed in as **web\\-tester**" in signed_in[ui.account]
 
 
-async def test_forget_deletes_the_chat_on_the_server_and_moves_the_browser_to_a_new_session(chat_server):
-    handlers, session = handlers_for(chat_server), new_session()
-    [u async for u in handlers.respond("forget me", session, [])]
-    new, chatbot, shown, info = await handlers.forget(session)
-    assert new != session and chatbot == shown == [] and "Forgot the previous chat" in info
-    assert await handlers.client.history(session) == []
+async def test_chats_are_listed_renamed_and_deleted_with_their_memories(page, chat_server):
+    h, ui = bound(page, chat_server)
+    session = new_session()
+    await turn(h, "a chat to rename", session)
+    renamed = await h.rename(TOKEN, session, "Moon poems 月")
+    assert ("Moon poems 月", session) in [(label.split(" · ")[0], value) for label, value in
+                                           renamed[ui.chats]["choices"]]
+    deleted = await h.delete(TOKEN, session)
+    assert deleted[ui.session] != session and deleted[ui.chatbot] == []
+    assert session not in [value for _, value in deleted[ui.chats]["choices"]]
+    assert await h.client.with_token(TOKEN).history(session) == []
 
 
-async def test_an_unreachable_server_is_explained_on_the_page_instead_of_failing():
-    handlers = ChatHandlers(ChatClient(f"ws://127.0.0.1:{free_port()}/ws"))
-    session, chatbot, _, info = await handlers.restore(None)
-    assert chatbot == [] and "Could not load this chat: cannot reach the chat server" in info
-    last = [u async for u in handlers.respond("hello?", session, [])][-1]
-    assert last[CHATBOT][-1]["content"].startswith("⚠️ Cannot reach the chat server at ws://127.0.0.1:")
+async def test_memories_are_added_edited_and_forgotten_from_the_memories_tab(page, chat_server):
+    h, ui = bound(page, chat_server)
+    added = await h.add_memory(TOKEN, "My tortoise is called Shell.")
+    [(_, memory)] = [c for c in added[ui.memory_list]["choices"] if "tortoise" in c[0]]
+    picked = await h.pick_memory(memory, added[ui.memory_items])
+    assert picked[ui.memory_text] == "My tortoise is called Shell."
+    saved = await h.save_memory(TOKEN, memory, "My tortoise is called Dome.", "")
+    assert saved[ui.memory_items][memory] == "My tortoise is called Dome."
+    gone = await h.delete_memory(TOKEN, memory, "")
+    assert memory not in gone[ui.memory_items] and gone[ui.memory_note].startswith("Forgotten")
+
+
+async def test_an_unreachable_server_is_explained_on_the_page_instead_of_failing(page):
+    page.client = ChatClient(f"ws://127.0.0.1:{free_port()}/ws")
+    ui = page.ui
+    shown = await page.restore("", None, {})
+    assert shown[ui.main]["visible"] is True and "Could not load this chat: cannot reach the chat server" in \
+        shown[ui.info]
+    last = [u async for u in page.respond("hello?", "", new_session(), [], {})][-1]
+    assert last[ui.chatbot][-1]["content"].startswith("⚠️ Cannot reach the chat server at ws\\://127\\.0\\.0\\.1\\:")
