@@ -405,6 +405,9 @@ def test_errors_keep_the_text_to_retry_and_controls_edit_regenerate_and_count(pe
     wait_until(lambda: chat.page.input_value("#message textarea") == "short now", what="the last message to edit")
     chat.page.fill("#message textarea", "short now, edited")
     chat.page.press("#message textarea", "Enter")
+    # the send button is still showing right after Enter: wait for the turn itself before regenerating it
+    wait_until(lambda: [(t["user"], t["status"]) for t in history(server, chat.session).json()["turns"]][-1:] == [
+        ("short now, edited", "complete")], what="the edited message answered")
     chat.wait_idle()
     model.push(words("A second answer."))
     chat.page.click("#regenerate")
