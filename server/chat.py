@@ -42,21 +42,11 @@ from server.protocols import (
     TurnStore,
     Usage,
 )
+from server.turn_details import memory_id, turn_details
 from server.turn_events import SearchReported, Send, TokenDelta, TurnEnded, TurnStarted
 from server.turn_state import TurnControl, TurnResult, TurnTiming
 
 log = get_logger(__name__)
-
-
-def turn_details(recalled: list[Document], search: SearchOutcome | None) -> str | None:
-    """The memories a turn's prompt held and its search, as the turn stores them (TurnRecord.details)."""
-    details: dict = {}
-    if recalled:
-        details["memories"] = [{"id": d.id, "text": d.text, "created": d.created} for d in recalled]
-    if search is not None and search.query:
-        details["search"] = {"query": search.query, "summary": search.summary or "", "sources": list(search.sources),
-                             "titles": list(search.titles), "skipped": search.skipped}
-    return orjson.dumps(details).decode() if details else None
 
 
 def _discard(*futures: asyncio.Future) -> None:
@@ -157,6 +147,12 @@ class ChatService:
 
     async def history(self, session: str) -> list[TurnRecord]:
         return await self.services.turns.history(session)
+
+    async def recalled(self, namespace: str, turns: Sequence[TurnRecord]) -> dict[int, Document]:
+        """The memories that `turns` recalled and that `namespace` still keeps, by id, as they read now."""
+        ids = {memory_id(m) for t in turns if t.details for m in orjson.loads(t.details).get("memories", ())}
+        found = await asyncio.gather(*(self.services.turns.memory(namespace, i) for i in ids))
+        return {d.id: d for d in found if d is not None}
 
     async def forget(self, session: str, namespace: str) -> int:
         """Delete a stored session and the memories made of it; return how many memories went.

@@ -21,7 +21,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "server.failpoints", "server.turn_events")),
     # what the core reaches through the seams in protocols.py (stores, indexes, generators), and the turn's
     # small helpers that need nothing higher
-    ("backends", ("server.store/", "server.llm/", "server.prompt", "server.limits", "server.events")),
+    ("backends", ("server.store/", "server.llm/", "server.prompt", "server.limits", "server.events",
+                  "server.turn_details")),
     ("memory", ("server.memory/",)),
     ("core", ("server.search/", "server.chat", "server.turn_state")),
     ("keys", ("server.keys",)),

@@ -111,7 +111,9 @@ def pack_batch(examples: Sequence[Example], pad_id: int, capacity: int) -> Batch
 
     transformers (>= 4.44 for flash attention, 5.x for sdpa/eager) reads a restart of position_ids as a new
     sequence: flash attention runs varlen, sdpa/eager get a block-diagonal causal mask. So no token attends
-    across an example boundary. The row's padded tail also restarts at 0, forming its own harmless block.
+    across an example boundary. A row's padded tail goes on counting from its last example: nothing attends to
+    padding that comes last, its targets are ignored, and a micro-batch whose rows hold one example each has no
+    restart at all, so attention stays plain causal (sdpa's fast path) instead of a dense mask.
     """
     rows = pack_rows([len(e) for e in examples], capacity)
     width = max(sum(len(examples[i]) for i in row) for row in rows)
@@ -127,7 +129,7 @@ def pack_batch(examples: Sequence[Example], pad_id: int, capacity: int) -> Batch
             targets[r, col:col + n] = torch.tensor(e.targets)
             position_ids[r, col:col + n] = torch.arange(n)
             col += n
-        position_ids[r, col:] = torch.arange(width - col)
+        position_ids[r, col:] = torch.arange(n, n + width - col)
     return Batch(input_ids, targets, None, position_ids, sum(e.n_targets for e in examples),
                  sum(len(e) for e in examples))
 

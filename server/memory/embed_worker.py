@@ -158,15 +158,20 @@ def main(argv: list[str] | None = None) -> None:
     # stdout carries frames: anything a library prints goes to stderr instead
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    # Loaded at normal priority: the server waits for this, and an idle-class process that is still
+    # importing torch on a busy machine would hold its start for as long as the machine stays busy.
+    model, info = load_model(args.model, args.device, args.threads, args.precision)
     if args.nice:
         os.nice(args.nice)
         with contextlib.suppress(AttributeError, OSError):
             # background work: run only on an otherwise idle core, so that a turn's embedding (and the
             # event loop) never wait behind it; nice alone still lets it take ~10% of a shared core
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    model, info = load_model(args.model, args.device, args.threads, args.precision)
     write_frame(replies, OK + orjson.dumps(info))
     serve(model, args.batch, sys.stdin.buffer, replies)
+    # End of input: every reply is written and flushed, and nothing else is held. Skipping the interpreter's
+    # teardown of torch and the model saves the server's shutdown a second or more per worker.
+    os._exit(0)
 
 
 if __name__ == "__main__":

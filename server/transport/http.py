@@ -10,8 +10,10 @@ from aiohttp import web
 from server import keys as k
 from server.errors import ClientError, error_body
 from server.logs import get_logger
+from server.protocols import Document, TurnRecord
 from server.transport.frames import valid_session_id
 from server.transport.identity import LOCAL_USER, may_manage
+from server.turn_details import memory_id
 
 log = get_logger(__name__)
 
@@ -57,11 +59,21 @@ async def owned_session(request: web.Request) -> tuple[str, str]:
 
 
 async def history(request: web.Request) -> web.Response:
-    session, _ = await owned_session(request)
-    turns = await request.app[k.CHAT].history(session)
-    return web.json_response({"session": session, "turns": [
-        {"turn": t.id, "seq": t.seq, "user": t.user_text, "response": t.response, "status": t.status,
-         "created": t.created, **(orjson.loads(t.details) if t.details else {})} for t in turns]})
+    session, owner = await owned_session(request)
+    chat = request.app[k.CHAT]
+    turns = await chat.history(session)
+    kept = await chat.recalled(owner, turns)
+    return web.json_response({"session": session, "turns": [_stored_turn(t, kept) for t in turns]})
+
+
+def _stored_turn(turn: TurnRecord, kept: dict[int, Document]) -> dict:
+    """A turn as history shows it: its recalled memories as they read now, the ones since deleted left out."""
+    details = orjson.loads(turn.details) if turn.details else {}
+    if "memories" in details:
+        recalled = [kept.get(memory_id(m)) for m in details["memories"]]
+        details["memories"] = [{"id": d.id, "text": d.text, "created": d.created} for d in recalled if d]
+    return {"turn": turn.id, "seq": turn.seq, "user": turn.user_text, "response": turn.response,
+            "status": turn.status, "created": turn.created, **details}
 
 
 MAX_TITLE_CHARS = 200

@@ -148,3 +148,32 @@ async def test_without_tokens_a_new_chat_recalls_what_an_earlier_chat_told_the_s
         assert [s["id"] for s in httpx.get(f"{server.url}/sessions").json()["sessions"]] == ["new-chat", "first-chat"]
     finally:
         server.stop()
+
+
+def _recalled_in_history(server: ServerThread, session: str) -> dict[int, str]:
+    turns = httpx.get(f"{server.url}/sessions/{session}/history").json()["turns"]
+    return {m["id"]: m["text"] for t in turns for m in t.get("memories", ())}
+
+
+async def test_a_turns_history_shows_its_memories_as_they_read_now_never_an_edited_or_deleted_copy(tiny_model_dir,
+                                                                                                  tmp_path):
+    server = ServerThread(make_settings(tiny_model_dir, tmp_path, memory_top_k=None)).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            client = await connect(http, server.ws_url)
+            for text in TOPICS:
+                assert (await client.turn("first-chat", text)).end is not None
+            cat = next(d for d in wait_for_documents(tmp_path, "first-chat", 5) if d["text"] == f"User: {TOPICS[1]}")
+            assert cat["id"] in (await client.turn("new-chat", "Do you remember my cat Marmalade?")).end["memories"]
+        assert _recalled_in_history(server, "new-chat")[cat["id"]] == f"User: {TOPICS[1]}"
+
+        edited = httpx.patch(f"{server.url}/memories/{cat['id']}", json={"text": "User: my cat is called Biscuit"})
+        assert edited.status_code == 200
+        assert _recalled_in_history(server, "new-chat")[cat["id"]] == "User: my cat is called Biscuit"
+        assert httpx.delete(f"{server.url}/memories/{cat['id']}").status_code == 200
+        history = httpx.get(f"{server.url}/sessions/new-chat/history").text
+        assert cat["id"] not in _recalled_in_history(server, "new-chat")
+        assert "ginger cat called" not in history
+        assert "Biscuit" not in history
+    finally:
+        server.stop()

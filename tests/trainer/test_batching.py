@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import random
 
 import torch
@@ -65,17 +66,28 @@ def test_packing_fills_rows_without_exceeding_capacity():
     assert len(rows) <= -(-sum(lengths) // 64) + 2  # first-fit decreasing is close to the bound
 
 
-def test_packed_rows_restart_positions_per_example(micro, poems):
+def test_packed_rows_restart_positions_per_example_and_tails_go_on_counting(micro, poems):
     examples = _examples(micro, poems[:4])
     batch = pack_batch(examples, pad_id=0, capacity=400)
     assert batch.attention_mask is None and batch.n_targets == sum(e.n_targets for e in examples)
     assert batch.n_tokens == sum(len(e) for e in examples)
-    # Every example starts again at position 0 (padded row tails too), and its positions count up from there.
-    starts = (batch.position_ids == 0).nonzero().tolist()
-    assert len(starts) >= len(examples)
-    row = batch.position_ids[0].tolist()
-    first_len = row.index(0, 1) if 0 in row[1:] else len(row)
-    assert row[:first_len] == list(range(first_len))
+    # each example counts up from 0; a padded tail counts on from its row's last example instead of restarting
+    rows = batch.position_ids.tolist()
+    assert sum(row.count(0) for row in rows) == len(examples)
+    for row in rows:
+        bounds = [c for c, p in enumerate(row) if p == 0] + [len(row)]
+        assert bounds[0] == 0 and all(row[a:b] == list(range(b - a)) for a, b in itertools.pairwise(bounds))
+
+
+def test_a_packed_micro_batch_of_one_example_per_row_keeps_plain_causal_attention(micro, poems):
+    from transformers.masking_utils import find_packed_sequence_indices
+
+    examples = _examples(micro, poems[:20], max_length=400)
+    first = max(examples, key=len)
+    second = next(e for e in examples if len(e) < len(first))
+    batch = pack_batch([first, second], pad_id=0, capacity=len(first))
+    assert batch.input_ids.shape[0] == 2  # one row each, the second one padded
+    assert find_packed_sequence_indices(batch.position_ids) is None  # no block mask to build
 
 
 def test_packed_loss_and_gradients_equal_padded(micro, poems):

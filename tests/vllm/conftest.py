@@ -132,6 +132,9 @@ def vllm_server(tmp_path_factory):
         "VLLM_DTYPE": "float32", "VLLM_MAX_MODEL_LEN": str(CONTEXT), "VLLM_ENFORCE_EAGER": "true",
         "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB (vLLM's own setting); else it reserves a share of all RAM
         "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
+        # vLLM's settings for CI machines: no warm-up pass; one unbound OpenMP thread, so that the engine shares
+        # the cores with the main test run instead of pinning a thread to each of them
+        "VLLM_CPU_CI_ENV": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1",
         "TEMPERATURE": "0", "MAX_NEW_TOKENS": str(MAX_NEW_TOKENS), "FLUSH_EVERY": "1000",
     }).start(wait=False)
     try:

@@ -54,9 +54,11 @@ class ChatPage:
         """Send a message and wait for the reply to end; returns the reply's text."""
         before = self.user_messages()
         self.send(text)
-        # the turn's first update shows the message and swaps Send for Stop at once; its last one swaps them back
-        wait_until(lambda: self.user_messages() > before and self.page.is_visible("#send"), timeout=120,
-                   what="the turn to end")
+        # The message shows and Send still shows right after Enter, before the turn's first update. Anything after
+        # the message (memories, sources, reply, error) comes from that update, which swaps Send for Stop; the last
+        # update swaps them back.
+        wait_until(lambda: self.user_messages() > before and len(self.last_turn()) > 1 and self.page.is_visible(
+            "#send"), timeout=120, what="the turn to end")
         return self.reply()
 
     def user_messages(self) -> int:
