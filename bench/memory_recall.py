@@ -11,6 +11,8 @@ Figures, per language and overall, side by side, all measured in this run:
   R@1500     the documents that fit in a 1,500-character budget (in rank order; --budget) hold every answering turn
   ×orig      R@1500 over the original scheme's R@1500 (dense over pairs, as the server ships; it injects the
              top 2: its R@2 and characters are printed below the table)
+  turns      the share of a question's answering turns that the budget holds, averaged (partial credit where a
+             question needs several turns; equals R@1500 where it needs one)
   strict     as R@1500, but a turn counts only if a returned text of it holds the answer's words (a scheme of single
              messages that returns the reply of the answering turn, not the message stating the fact, misses)
 The product's rows: its ranking in process, and the product itself through its API (a real server with its
@@ -127,6 +129,7 @@ def score(q: dict, ranked, chosen) -> dict:
     return {"lang": q["lang"], "kind": q["kind"], "docs": len(chosen), "chars": sum(len(d.text) for d in chosen),
             "strict": holds_evidence(q, [(d.turns, d.text) for d in chosen]),
             "r2": answers <= top2, "r5": answers <= top5, "rb": answers <= budget, "any": bool(answers & budget),
+            "turns": len(answers & budget) / len(answers) if answers else float("nan"),
             "stale": bool(stale & budget) and not answers <= budget, "top2_chars": sum(len(d.text) for d in ranked[:2])}
 
 
@@ -154,8 +157,8 @@ def mean(rows: list[dict], key: str) -> float:
 def main_table(results, lang, budget: int) -> list[str]:
     base = [r for r in results[ORIGINAL] if lang in (None, r["lang"]) and r["kind"] != "smalltalk"]
     base_rb = mean(base, "rb")
-    head = f"{'scheme':<31}{'R@2':>6}{'R@5':>6}{f'R@{budget}':>13}{'×orig':>7}{'strict':>7}{'chars':>7}{'docs':>6}" \
-           f"{'ms':>7}{'p99':>7}{'talk docs':>11}"
+    head = f"{'scheme':<31}{'R@2':>6}{'R@5':>6}{f'R@{budget}':>13}{'×orig':>7}{'turns':>7}{'strict':>7}{'chars':>7}" \
+           f"{'docs':>6}{'ms':>7}{'p99':>7}{'talk docs':>11}"
     lines = [head, "-" * len(head)]
     for label in results:
         rows = [r for r in results[label] if lang in (None, r["lang"])]
@@ -165,7 +168,7 @@ def main_table(results, lang, budget: int) -> list[str]:
         spread = 1.96 * (rb * (1 - rb) / max(len(answerable), 1)) ** 0.5
         lines.append(f"{label:<31}{mean(answerable, 'r2'):>6.2f}{mean(answerable, 'r5'):>6.2f}"
                      f"{f'{rb:.2f} ±{spread:.2f}':>13}{rb / base_rb if base_rb else float('nan'):>6.2f}×"
-                     f"{mean(answerable, 'strict'):>7.2f}"
+                     f"{mean(answerable, 'turns'):>7.2f}{mean(answerable, 'strict'):>7.2f}"
                      f"{mean(answerable, 'chars'):>7.0f}{mean(answerable, 'docs'):>6.1f}"
                      f"{mean(rows, 'ms'):>7.2f}{float(np.percentile([r['ms'] for r in rows], 99)):>7.2f}"
                      f"{mean(talk, 'docs'):>11.1f}")
@@ -193,6 +196,8 @@ def report(convs, results, budget: int) -> None:
         for q in picked:
             counts[q["kind"]] += 1
         n_convs = sum(1 for meta, _, _ in convs if lang in (None, meta["lang"]))
+        if not picked:  # e.g. LoCoMo (bench/locomo.py): English only
+            continue
         print(f"\n{name}: {n_convs} conversations, {len(picked)} questions "
               f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
         print("\n".join(main_table(results, lang, budget)))
@@ -227,6 +232,8 @@ def compare(per: dict[str, tuple[dict, list[float]]], budget: int) -> None:
             def rows(results, label=label, lang=lang):
                 return [r for r in results[label] if lang in (None, r["lang"]) and r["kind"] != "smalltalk"]
             a, b = rows(base), rows(other)
+            if not a:
+                continue
             delta, spread = paired(a, b, "rb")
             ra, rb = mean(a, "rb"), mean(b, "rb")
             print(f"{name:<10}{label:<31}{ra:>8.3f}{rb:>8.3f}{f'{delta:+.3f} ±{spread:.3f}':>16}"

@@ -78,3 +78,15 @@ def create_or_migrate(con: sqlite3.Connection) -> None:
     for table, column, kind in ADDED_COLUMNS:
         if column not in {r[1] for r in con.execute(f"PRAGMA table_info({table})")}:
             con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    if con.execute("PRAGMA user_version").fetchone()[0] < 1:
+        # Turns once stored a copy of each recalled memory's text, which outlived the memory's edit or
+        # deletion; now they name memories by id (server.turn_details).
+        con.executescript(f"BEGIN IMMEDIATE; {_MEMORY_IDS_ONLY}; PRAGMA user_version = 1; COMMIT;")
+
+
+_MEMORY_IDS_ONLY = """
+UPDATE turns SET details = json_set(details, '$.memories',
+    (SELECT json_group_array(json_extract(value, '$.id')) FROM json_each(details, '$.memories')))
+WHERE details IS NOT NULL AND json_valid(details) AND json_type(details, '$.memories') = 'array'
+  AND EXISTS (SELECT 1 FROM json_each(details, '$.memories') WHERE type = 'object')
+"""

@@ -81,3 +81,28 @@ async def test_a_forgotten_session_leaves_no_trace_in_the_database_file_or_its_w
     await store.forget_session("secret")
     assert files_holding(secret) == []
     assert files_holding("reply 0") and [t.response for t in await store.history("kept")] == ["reply 0"]
+
+
+async def test_turns_of_an_earlier_release_keep_their_recalled_memories_by_id_only(tmp_path):
+    """Turns once stored a copy of each recalled memory's text; at start the copies go, the ids stay."""
+    path = tmp_path / "turns.sqlite3"
+    store = SqliteTurnStore(path)
+    await store.start()
+    turn = await store.begin_turn("s", "user:u", "do you remember?")
+    await store.close()
+    old = '{"memories": [{"id": 7, "text": "User: my PIN is 4711", "created": 1.0}], "search": {"query": "q"}}'
+    con = sqlite3.connect(path)
+    con.execute("UPDATE turns SET details = ? WHERE id = ?", (old, turn.id))
+    con.execute("PRAGMA user_version = 0")
+    con.commit()
+    con.close()
+
+    store = SqliteTurnStore(path)
+    await store.start()
+    try:
+        (stored,) = await store.history("s")
+    finally:
+        await store.close()
+    assert stored.details is not None and "4711" not in stored.details
+    assert sqlite3.connect(path).execute("SELECT json(details) FROM turns").fetchone()[0] == \
+        '{"memories":[7],"search":{"query":"q"}}'

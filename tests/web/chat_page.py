@@ -109,3 +109,17 @@ def wait_until(condition, timeout: float = 30, what: str = "condition"):
             return value
         time.sleep(0.05)
     raise TimeoutError(f"{what} not reached in {timeout}s")
+
+
+def settled(check, timeout: float = 30):
+    """Run `check` (which asserts) until it passes: the chat re-renders its last update a moment after the
+    controls change (markdown, links), so what a finished turn shows can lag the Send button by a little."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+

@@ -19,7 +19,7 @@ import pytest
 from tests.search.fakeweb import FakeWeb
 from tests.support.scripted_openai import Reply, ScriptedOpenAI
 from tests.support.servers import ServerProcess
-from tests.web.chat_page import ChatPage, wait_until
+from tests.web.chat_page import ChatPage, settled, wait_until
 from tests.web.processes import WebProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -276,7 +276,7 @@ def test_sources_are_numbered_links_markers_link_to_them_no_script_runs_and_a_re
         assert chat.page.locator("#chat img[src='x']").count() == 0 or \
             chat.page.evaluate("[...document.querySelectorAll('#chat img')].every(i => !i.getAttribute('onerror'))")
 
-    check()
+    settled(check)
     # the summary is text from web pages: shown as text, never run
     chat.page.locator("#chat .thought-group .title", has_text="Searched the web").last.click()
     wait_until(lambda: "<script>window.__pwned = 'summary'</script>" in chat.page.inner_text("#chat"),
@@ -286,7 +286,7 @@ def test_sources_are_numbered_links_markers_link_to_them_no_script_runs_and_a_re
     shot(chat.page, tmp_path, "desktop-search.png")
     chat.reload()
     wait_until(lambda: chat.block("🔎 Searched the web"), what="the search block after a reload")
-    check()
+    settled(check)
 
 
 def memory_titles(chat: ChatPage) -> str:
