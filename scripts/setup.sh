@@ -25,10 +25,12 @@ case "$want" in runtime|test|bench|vllm) ;; *) echo "usage: scripts/setup.sh [te
 source scripts/uv.sh
 # sync: exactly the lock (hashes verified) plus this project, editable; what the lock does not list is
 # removed. About a second when nothing changed.
+# Extra arguments go to uv.
 sync_venv() {
   local venv=$1 lock=$2
+  shift 2
   [ -x "$venv/bin/python" ] || "$UV" venv --quiet --python "$PYTHON" "$venv"
-  if ! "$UV" pip sync --quiet --python "$venv/bin/python" "$lock" <(printf -- '-e %s\n' "$PWD"); then
+  if ! "$UV" pip sync --quiet --python "$venv/bin/python" "$@" "$lock" <(printf -- '-e %s\n' "$PWD"); then
     echo "error: could not install $lock. If uv found no torch==2.13.0+cpu: that CPU build is not" \
          "on PyPI; set UV_FIND_LINKS to a directory holding its wheel, or UV_EXTRA_INDEX_URL to PyTorch's CPU" \
          "wheel index, and run this again." >&2
@@ -44,7 +46,10 @@ had=$(cat .venv/.lock-level 2>/dev/null || echo runtime)
 rank() { local i; for i in "${!levels[@]}"; do [ "${levels[$i]}" = "$1" ] && echo "$i"; done; }
 [ "$(rank "$had")" ] && [ "$(rank "$had")" -gt "$(rank "$want")" ] && want=$had
 
-sync_venv .venv "locks/requirements-$want.txt"
+# Bytecode compiled once here, on every core (about 30 s on a fresh venv): otherwise the server's first start
+# compiles torch, transformers and sentence-transformers as it imports them (about 17 s of a 27 s start on 2 cores),
+# and every process that starts before one has finished (test workers, servers) compiles them again.
+sync_venv .venv "locks/requirements-$want.txt" --compile-bytecode
 echo "$want" > .venv/.lock-level
 
 need_apt=()

@@ -53,7 +53,12 @@ class WebSearch:
 
     def precheck(self, vector: np.ndarray, text: str = "", recent: Sequence[TurnRecord] = ()) -> SearchOutcome | None:
         """The classifier's verdict: an outcome when no search is needed, None when one is. `recent` (the
-        buffer) gives the follow-up context: the previous user turn and the bot's reply to it."""
+        buffer) gives the follow-up context: the previous user turn and the bot's reply to it. The decision is
+        explained (log, /metrics) here, once per message."""
+        return self._verdict(vector, text, recent, explain=True)
+
+    def _verdict(self, vector: np.ndarray, text: str, recent: Sequence[TurnRecord],
+                 explain: bool) -> SearchOutcome | None:
         context = Context(recent[-1].user_text, recent[-1].response or "") if recent else None
         try:
             decision = self.classifier.decide(np.asarray(vector, dtype=np.float32), text, context)
@@ -61,7 +66,8 @@ class WebSearch:
             self.stats["classifier_error"] += 1
             log.error("search classifier failed", error=str(exc))
             return SearchOutcome(skipped="classifier_error")
-        self._explain(decision)
+        if explain:
+            self._explain(decision)
         if not decision.search:
             self.stats["not_needed"] += 1
             return SearchOutcome(skipped="not_needed")
@@ -69,7 +75,9 @@ class WebSearch:
 
     async def run(self, text: str, vector: np.ndarray, recent: Sequence[TurnRecord]) -> SearchOutcome:
         deadline = asyncio.get_running_loop().time() + self.budget
-        if (known := self.precheck(vector, text, recent)) is not None:
+        # The server prechecked (and explained) this message already; deciding again costs microseconds and
+        # keeps `run` whole for a caller that did not, without counting the decision twice in /metrics.
+        if (known := self._verdict(vector, text, recent, explain=False)) is not None:
             return known
         query = standalone_query(text, recent)
         self.stats["searched"] += 1

@@ -39,12 +39,19 @@ async def chat(server, session: str, text: str):
         return await ws.turn(session, text)
 
 
+def searched_decisions(metrics: str) -> float:
+    name = 'chat_search_classifier_score_count{decision="search",lang="en"} '
+    return next((float(line[len(name):]) for line in metrics.splitlines() if line.startswith(name)), 0.0)
+
+
 async def test_a_searched_turn_is_explained_in_metrics_with_its_score_threshold_language_and_terms(server):
+    with client(server, "alice") as api:
+        before = searched_decisions(api.get("/metrics").text)
     turn = await chat(server, f"s-{uuid.uuid4().hex[:8]}", "What is the weather forecast for Hangzhou tomorrow?")
     assert turn.search is not None
     with client(server, "alice") as api:
         metrics = api.get("/metrics").text
-    assert 'chat_search_classifier_score_count{decision="search",lang="en"}' in metrics
+    assert searched_decisions(metrics) == before + 1  # one message, one decision (not one per step that asks)
     assert 'chat_search_classifier_threshold{lang="en"}' in metrics
     terms = [line for line in metrics.splitlines() if line.startswith("chat_search_classifier_terms_total{")]
     assert any('term="<embedding>"' in line or 'term="forecast"' in line for line in terms), terms
