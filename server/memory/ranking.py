@@ -6,6 +6,9 @@ The choices here were made by measurement (bench/memory_recall.py), not by taste
   script both count the same: our own English conversations (paraphrased questions) favour the dense ranking
   and LoCoMo (public, questions in the conversation's words; `bench/locomo.py`) the word ranking, so equal
   weights, the untuned default of reciprocal rank fusion, rather than a weight fitted to either.
+- Its constant k is 10, not the customary 60: with two rankings and a budget of ~20 memories, a smaller k lets
+  the top of either ranking in ahead of memories both put mid-way. Every k from 2 to 10 did better than 60 on
+  both English sets (ours 0.85 vs 0.81, LoCoMo 0.64 vs 0.61 within 1,500 characters), Chinese the same.
 - The floor is on the message: one without a content word (small talk: "ok", "thanks!", "你好", see
   `server.store.lexical`) gets no memories. Scores could not do it: "good morning!" is closer to a memory that
   says good morning than most questions are to their answers.
@@ -33,7 +36,7 @@ DEPTH = 50
 @dataclass(frozen=True, slots=True)
 class RankingPolicy:
     budget_tokens: int = 400
-    rrf_k: float = 60.0
+    rrf_k: float = 10.0
     lexical_weight_latin: float = 1.0  # weight of the word ranking for a message in Latin script
     lexical_weight_cjk: float = 8.0  # ... and in CJK script (the dense ranking's weight is 1)
 
