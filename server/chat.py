@@ -11,11 +11,10 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import orjson
 
 from server.errors import ClientError
 from server.events import EventBus, TurnCompleted, TurnReceived
@@ -42,7 +41,7 @@ from server.protocols import (
     TurnStore,
     Usage,
 )
-from server.turn_details import memory_id, turn_details
+from server.turn_details import turn_details
 from server.turn_events import SearchReported, Send, TokenDelta, TurnEnded, TurnStarted
 from server.turn_state import TurnControl, TurnResult, TurnTiming
 
@@ -148,10 +147,9 @@ class ChatService:
     async def history(self, session: str) -> list[TurnRecord]:
         return await self.services.turns.history(session)
 
-    async def recalled(self, namespace: str, turns: Sequence[TurnRecord]) -> dict[int, Document]:
-        """The memories that `turns` recalled and that `namespace` still keeps, by id, as they read now."""
-        ids = {memory_id(m) for t in turns if t.details for m in orjson.loads(t.details).get("memories", ())}
-        found = await asyncio.gather(*(self.services.turns.memory(namespace, i) for i in ids))
+    async def memories_by_id(self, namespace: str, ids: Iterable[int]) -> dict[int, Document]:
+        """Those of the memories `ids` that `namespace` still keeps, as they read now."""
+        found = await asyncio.gather(*(self.services.turns.memory(namespace, i) for i in set(ids)))
         return {d.id: d for d in found if d is not None}
 
     async def forget(self, session: str, namespace: str) -> int:

@@ -162,7 +162,6 @@ class StaticEmbedder:
         self.dim = 0
         self.id = ""
         self.path: Path | None = None
-        self.model_name = ""
         self._executor: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
@@ -173,7 +172,6 @@ class StaticEmbedder:
         self.dim = int(self.model.embedding.shape[1])
         source_name = self.path.name.split(f"-pca{PCA_DIMS}-")[0]
         self.id = model_id(source_name, self.model.embedding)
-        self.model_name = str(self.path)
         log.info("static embedding model %s: dim %d (%s)", self.path, self.dim, self.id)
 
     async def close(self) -> None:

@@ -62,13 +62,14 @@ async def history(request: web.Request) -> web.Response:
     session, owner = await owned_session(request)
     chat = request.app[k.CHAT]
     turns = await chat.history(session)
-    kept = await chat.recalled(owner, turns)
-    return web.json_response({"session": session, "turns": [_stored_turn(t, kept) for t in turns]})
+    details = [orjson.loads(t.details) if t.details else {} for t in turns]
+    kept = await chat.memories_by_id(owner, (memory_id(m) for d in details for m in d.get("memories", ())))
+    return web.json_response({"session": session, "turns": [
+        _stored_turn(t, d, kept) for t, d in zip(turns, details, strict=True)]})
 
 
-def _stored_turn(turn: TurnRecord, kept: dict[int, Document]) -> dict:
+def _stored_turn(turn: TurnRecord, details: dict, kept: dict[int, Document]) -> dict:
     """A turn as history shows it: its recalled memories as they read now, the ones since deleted left out."""
-    details = orjson.loads(turn.details) if turn.details else {}
     if "memories" in details:
         recalled = [kept.get(memory_id(m)) for m in details["memories"]]
         details["memories"] = [{"id": d.id, "text": d.text, "created": d.created} for d in recalled if d]
