@@ -166,20 +166,23 @@ class ChatService:
     async def sessions(self, namespace: str, limit: int, offset: int = 0) -> list[SessionInfo]:
         return await self.services.turns.sessions(namespace, limit, offset)
 
-    async def import_turns(self, session: str, namespace: str, turns: list[ImportedTurn]) -> list[TurnRecord]:
-        """Store past turns in the session and flush them into memory; refused while a turn streams on it."""
-        control = await self.claim(session)
+    async def import_sessions(self, imports: list[tuple[str, str, list[ImportedTurn]]]) -> list[list[TurnRecord]]:
+        """Store past turns in sessions (session, namespace, turns) and flush them into memory; refused while a turn
+        streams on one of them."""
+        claimed: list[tuple[str, TurnControl]] = []
         try:
-            return await self.services.memory.import_turns(session, namespace, turns)
+            for session, _, _ in imports:
+                claimed.append((session, await self.claim(session)))
+            return await self.services.memory.import_sessions(imports)
         except PermissionError as exc:
             raise ClientError("forbidden", str(exc), 403) from exc
         except ImportPending as exc:  # a retry would store the turns twice: say so
-            raise ClientError("import_pending", f"the {len(exc.records)} turns were stored in the session, but "
-                              f"could not be made into memories yet ({type(exc.cause).__name__}); the session's next "
-                              "flush makes them memories, as for live turns: do not send them again",
-                              503) from exc
+            raise ClientError("import_pending", f"the {len(exc.records)} turns were stored, but could not be made "
+                              f"into memories yet ({type(exc.cause).__name__}); their sessions' next flush makes "
+                              "them memories, as for live turns: do not send them again", 503) from exc
         finally:
-            self.release(session, control)
+            for session, control in claimed:
+                self.release(session, control)
 
     async def follow_conversation(self, session: str, namespace: str, sent: Sequence[ImportedTurn],
                                   opened_in: str | None = None) -> tuple[TurnRecord, ...]:

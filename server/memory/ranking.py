@@ -9,9 +9,9 @@ The choices here were made by measurement (bench/memory_recall.py), not by taste
 - Its constant k is 10, not the customary 60: with two rankings and a budget of ~20 memories, a smaller k lets
   the top of either ranking in ahead of memories both put mid-way. Every k from 2 to 10 did better than 60 on
   both English sets (ours 0.85 vs 0.81, LoCoMo 0.64 vs 0.61 within 1,500 characters), Chinese the same.
-- The floor is on the message: one without a content word (small talk: "ok", "thanks!", "你好", see
-  `server.store.lexical`) gets no memories. Scores could not do it: "good morning!" is closer to a memory that
-  says good morning than most questions are to their answers.
+- The floor is on the message: small talk ("ok", "thanks!", "你好", "sounds good, see you later!", see
+  `server.store.lexical.small_talk`) gets no memories. Scores could not do it: "good morning!" is closer to a
+  memory that says good morning than most questions are to their answers.
 - Selection fills a budget of tokens in rank order, instead of a fixed count: many short memories, or a few
   long ones.
 - The prompt lists the chosen memories oldest first, each with its date (`server.prompt.memory_order`), so
@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from server.protocols import Hit
-from server.store.lexical import CJK, query_terms
+from server.store.lexical import CJK, small_talk
 
 _CJK = re.compile(f"[{CJK}]")
 
@@ -42,8 +42,8 @@ class RankingPolicy:
 
 
 def worth_recalling(message: str) -> bool:
-    """The floor: a message without a content word (small talk) recalls nothing."""
-    return bool(query_terms(message))
+    """The floor: small talk (no content word, or only small-talk phrases) recalls nothing."""
+    return not small_talk(message)
 
 
 def cjk_share(text: str) -> float:

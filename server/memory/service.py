@@ -28,9 +28,12 @@ from server.protocols import (
 
 log = get_logger(__name__)
 
-# Sessions recovered per embedding call: a usual backlog waits out the background linger once, and a
-# huge one is not embedded all at once.
-_RECOVER_GROUP = 256
+# Sessions flushed per embedding call (recovery, imports): a usual backlog waits out the background linger
+# once, and a huge one is not embedded all at once.
+_FLUSH_GROUP = 256
+# Texts per background embedding call: a huge import does not hold the flush lane for minutes while other
+# sessions' flushes wait behind it (they queue between its pieces).
+_EMBED_PIECE = 1024
 
 
 def without_buffered(hits: list[Hit], buffer: Sequence[TurnRecord]) -> list[Hit]:
@@ -106,13 +109,20 @@ class LongTermMemory:
         written = 0
         try:
             while plan := await self.turns.plan_flush(session, every or self.flush_every):
-                embeddings = await self.embedder.embed([text for _, text in plan.documents], background=True)
+                embeddings = await self._embed([text for _, text in plan.documents])
                 # None: another writer moved the watermark (or the session was forgotten); plan again
                 written += await self._commit(plan, embeddings) or 0
         finally:
             del self._flushing[session]
             done.set()
         return written
+
+    async def _embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.embedder.dim), dtype=np.float32)
+        pieces = [await self.embedder.embed(texts[i:i + _EMBED_PIECE], background=True)
+                  for i in range(0, len(texts), _EMBED_PIECE)]
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
     async def _commit(self, plan: FlushPlan, embeddings: np.ndarray) -> int | None:
         """Commit one planned flush; the number of documents written, None when the plan is stale."""
@@ -133,44 +143,53 @@ class LongTermMemory:
         Sessions are planned together and embedded in one call per group: each background embedding
         first waits out the lane's linger, which one session after the other paid once per session.
         """
-        sessions = await self.turns.sessions_needing_flush(self.flush_every)
+        return await self._flush_together(await self.turns.sessions_needing_flush(self.flush_every), self.flush_every)
+
+    async def _flush_together(self, sessions: Sequence[str], every: int) -> int:
+        """Flush the sessions' buffers while they hold `every` turns, a group of sessions per embedding call."""
         written = 0
-        for start in range(0, len(sessions), _RECOVER_GROUP):
-            written += await self._flush_group(sessions[start:start + _RECOVER_GROUP])
+        for start in range(0, len(sessions), _FLUSH_GROUP):
+            written += await self._flush_group(sessions[start:start + _FLUSH_GROUP], every)
         return written
 
-    async def _flush_group(self, sessions: Sequence[str]) -> int:
-        claimed = [s for s in sessions if s not in self._flushing]  # one flushing already finishes by itself
+    async def _flush_group(self, sessions: Sequence[str], every: int) -> int:
+        claimed = [s for s in sessions if s not in self._flushing]
         for session in claimed:
             self._flushing[session] = asyncio.Event()
-        written, stale = 0, []
+        written, later = 0, [s for s in sessions if s not in claimed]  # flushing already: theirs, then the rest
         try:
-            plans = [p for p in [await self.turns.plan_flush(s, self.flush_every) for s in claimed] if p]
+            plans = [p for p in [await self.turns.plan_flush(s, every) for s in claimed] if p]
             texts = [text for plan in plans for _, text in plan.documents]
-            embeddings = await self.embedder.embed(texts, background=True) if texts else None
+            embeddings = await self._embed(texts)
             start = 0
             for plan in plans:
                 count = await self._commit(plan, embeddings[start:start + len(plan.documents)])
                 start += len(plan.documents)
                 if count is None:
-                    stale.append(plan.session)
+                    later.append(plan.session)  # another writer moved on meanwhile
                 written += count or 0
         finally:
             for session in claimed:
                 self._flushing.pop(session).set()
-        for session in stale:  # another writer moved on meanwhile: what is left goes the usual way
-            written += await self.flush(session)
+        for session in later:  # what is left goes the usual way
+            written += await self.flush(session, every)
         return written
 
-    async def import_turns(self, session: str, namespace: str, turns: Sequence[ImportedTurn]) -> list[TurnRecord]:
-        """Store completed turns of `session` in order, then flush all of them into memory as live turns are
-        flushed; returns once they are retrievable. The caller keeps live turns off the session meanwhile."""
-        records = await self.turns.import_turns(session, namespace, turns)
+    async def import_sessions(self, imports: Sequence[tuple[str, str, Sequence[ImportedTurn]]]
+                              ) -> list[list[TurnRecord]]:
+        """Store each (session, namespace, turns) as completed turns in order, then flush all of them into memory
+        as live turns are flushed, many sessions per embedding call; returns, per session, its stored turns once
+        they are retrievable. The caller keeps live turns off the sessions meanwhile."""
+        stored: list[list[TurnRecord]] = []
         try:
-            await self.flush(session, every=1)
-        except Exception as exc:  # the turns are stored: the session's next flush makes them memories
-            raise ImportPending(records, exc) from exc
-        return records
+            for session, namespace, turns in imports:
+                stored.append(await self.turns.import_turns(session, namespace, turns))
+            await self._flush_together([session for session, _, _ in imports], every=1)
+        except Exception as exc:  # what is stored stays: the sessions' next flush makes it memories
+            if not any(stored):
+                raise
+            raise ImportPending([r for records in stored for r in records], exc) from exc
+        return stored
 
     async def forget(self, session: str, namespace: str) -> int:
         """Delete a session's turns and the memories made of them; return how many memories went.

@@ -16,9 +16,17 @@ from pathlib import Path
 CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _TOKEN = re.compile(f"([{CJK}]+)|([^\\W_{CJK}]+)")
 
+
+def _lines(name: str) -> list[str]:
+    return [line for line in Path(__file__).with_name(name).read_text("utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
 # Function words and small talk, English and Chinese. A query keeps its other words; documents keep all.
-STOPWORDS = frozenset(word for line in Path(__file__).with_name("stopwords.txt").read_text("utf-8").splitlines()
-                      if not line.startswith("#") for word in line.split())
+STOPWORDS = frozenset(word for line in _lines("stopwords.txt") for word in line.split())
+# Small-talk phrases that hold a word which elsewhere says something ("great job", "what is my job?")
+SMALL_TALK = frozenset(" ".join(line.split()) for line in _lines("smalltalk.txt"))
+_CLAUSE = re.compile(r"[^\w\s']+")  # punctuation and emoji end a clause
 _STOP_CHARS = re.compile("[" + "".join(w for w in STOPWORDS if len(w) == 1 and re.match(f"[{CJK}]", w)) + "]")
 
 
@@ -52,6 +60,13 @@ def query_terms(text: str) -> list[str]:
             piece = _unit(piece)
             terms.extend([piece[i:i + 2] for i in range(len(piece) - 1)] or ([piece] if piece else []))
     return [t for t in dict.fromkeys(terms) if t not in STOPWORDS]
+
+
+def small_talk(text: str) -> bool:
+    """Whether a message is only small talk: each of its clauses is a small-talk phrase or holds no content word
+    ("Sounds good, see you later!", "ok 👍", "太好了！")."""
+    clauses = (" ".join(c.lower().split()) for c in _CLAUSE.split(text.replace("\u2019", "'")))
+    return all(c in SMALL_TALK or not query_terms(c) for c in clauses)
 
 
 def _unit(piece: str) -> str:

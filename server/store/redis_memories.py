@@ -1,9 +1,10 @@
 """The Redis TurnStore's memory API and chat imports (the scripts: redis_memory_scripts), a mixin of
 RedisTurnStore kept apart from the turn lifecycle, as sqlite_memories is for the SQLite store.
 
-A Redis written by an earlier version has no per-namespace lists of sessions and documents yet: the first
-replica to start builds them from a key scan (`index_existing`), batch by batch, each batch atomic; replicas
-starting together may both do it, which changes nothing.
+A Redis written by an earlier version may lack the per-namespace lists of sessions and documents, and its turns
+may keep copies of the memories they recalled: the first replica to start builds the lists and drops the copies
+from a key scan (`index_existing`), batch by batch, each batch atomic; replicas starting together may both do
+it, which changes nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 
 from server.logs import get_logger
 from server.protocols import Document, ImportedTurn, SessionInfo, TurnRecord
@@ -24,13 +26,13 @@ log = get_logger(__name__)
 
 TITLE_CHARS = 80  # a session's title: the start of its first message, as the SQLite store gives it
 # The layout version this code writes; below it, `index_existing` builds what is missing.
-LAYOUT = 2
+LAYOUT = 3
 _SCAN = 500
 
 # name -> Lua source, for the store to register with its own scripts
 MEMORY_SCRIPTS = {name: getattr(memory_lua, name) for name in (
     "IMPORT_TURNS", "SESSIONS_PAGE", "MEMORIES_PAGE", "ADD_MEMORY", "EDIT_MEMORY", "DELETE_MEMORY", "INDEX_SESSIONS",
-    "INDEX_DOCUMENTS", "SUPERSEDE_TURNS")}
+    "INDEX_DOCUMENTS", "SUPERSEDE_TURNS", "REPLACE_DETAILS")}
 
 
 def _text(value: bytes | None) -> str | None:
@@ -39,6 +41,20 @@ def _text(value: bytes | None) -> str | None:
 
 def _time(value: bytes | None) -> float | None:
     return float(value) if value else None
+
+
+def memory_ids_only(details: bytes | None) -> str | None:
+    """A turn's details as this version stores them, where an earlier one kept a copy of each recalled memory
+    ({"id", "text", ...}), which outlived the memory's edit or deletion; None when they need no change."""
+    try:
+        parsed = orjson.loads(details) if details else None
+    except orjson.JSONDecodeError:
+        return None
+    memories = parsed.get("memories") if isinstance(parsed, dict) else None
+    if not isinstance(memories, list) or not any(isinstance(m, dict) for m in memories):
+        return None
+    parsed["memories"] = [m.get("id") if isinstance(m, dict) else m for m in memories]
+    return orjson.dumps(parsed).decode()
 
 
 def _glob(text: str) -> str:
@@ -121,21 +137,42 @@ class RedisMemories:
         return bool(await self._script("DELETE_MEMORY", [namespace, int(doc_id)]))
 
     async def index_existing(self: _Store) -> None:
-        """Build the per-namespace lists of sessions and documents a Redis from an earlier version lacks."""
+        """Bring a Redis from an earlier version to this layout: per-namespace lists of sessions and documents,
+        turns that name their recalled memories by id only."""
         key = f"{self.prefix}layout"
         if int(await self.link.run(lambda r: r.get(key)) or 0) >= LAYOUT:
             return
-        counts = {}
-        for kind, script in (("s", "INDEX_SESSIONS"), ("d", "INDEX_DOCUMENTS")):
-            pattern, cut, scan, counts[kind] = f"{_glob(self.prefix)}{kind}:*", len(self.prefix) + 2, 0, 0
+        counts = {"s": 0, "d": 0, "t": 0}
+        for kind, script in (("s", "INDEX_SESSIONS"), ("d", "INDEX_DOCUMENTS"), ("t", None)):
+            pattern, cut, scan = f"{_glob(self.prefix)}{kind}:*", len(self.prefix) + 2, 0
             while True:
                 scan, keys = await self.link.run(
                     lambda r, scan=scan, pattern=pattern: r.scan(scan, match=pattern, count=_SCAN))
-                if keys:
+                if keys and script:
                     await self._script(script, [k[cut:] for k in keys])
                     counts[kind] += len(keys)
+                elif keys:
+                    counts[kind] += await _drop_memory_copies(self, keys, cut)
                 if scan == 0:
                     break
         await self.link.run(lambda r: r.set(key, LAYOUT))
-        if counts["s"] or counts["d"]:
-            log.info("redis store upgraded: sessions and memories listed", sessions=counts["s"], documents=counts["d"])
+        if any(counts.values()):
+            log.info("redis store upgraded: sessions and memories listed, turns' memory copies dropped",
+                     sessions=counts["s"], documents=counts["d"], turns=counts["t"])
+
+
+async def _drop_memory_copies(store: _Store, keys: list[bytes], cut: int) -> int:
+    """Drop the memory copies from the details of the turns at `keys`; the number of turns changed."""
+    async def details(r):
+        pipe = r.pipeline(transaction=False)
+        for k in keys:
+            pipe.hget(k, "details")
+        return await pipe.execute()
+
+    args = []
+    for k, old in zip(keys, await store.link.run(details), strict=True):
+        if (new := memory_ids_only(old)) is not None:
+            args += [k[cut:], old, new]
+    if args:
+        await store._script("REPLACE_DETAILS", args)
+    return len(args) // 3

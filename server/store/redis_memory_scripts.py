@@ -187,3 +187,14 @@ if buffered > 0 and tonumber(redis.call('ZINCRBY', P .. 'unflushed', -buffered, 
 end
 return removed
 """
+
+# ARGV: P, then 3 per turn: id, the details read, the details to write. A turn's details are replaced only while
+# they are still what was read (a forgotten turn is not brought back; a newer write is kept).
+REPLACE_DETAILS = """
+local P = ARGV[1]
+for i = 2, #ARGV, 3 do
+  local key = P .. 't:' .. ARGV[i]
+  if redis.call('HGET', key, 'details') == ARGV[i + 1] then redis.call('HSET', key, 'details', ARGV[i + 2]) end
+end
+return 0
+"""

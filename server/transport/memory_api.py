@@ -199,7 +199,7 @@ async def import_session(request: web.Request) -> web.Response:
     turns = [_imported_turn(row, i) for i, row in enumerate(rows)]
     owner = await request.app[k.CHAT].session_owner(session)
     namespace = (await owned_session(request))[1] if owner is not None else _namespace(request, session)
-    records = await request.app[k.CHAT].import_turns(session, namespace, turns)
+    [records] = await request.app[k.CHAT].import_sessions([(session, namespace, turns)])
     return web.json_response({"session": session, "turns": [r.id for r in records]})
 
 
@@ -210,16 +210,19 @@ async def import_chatgpt(request: web.Request) -> web.Response:
     except ExportError as exc:
         raise ClientError("invalid_request", str(exc)) from None
     chat = request.app[k.CHAT]
-    imported = []
+    new = []
     for found in chats:
         namespace = _namespace(request, found.session)
         owner = await chat.session_owner(found.session)
         if owner is not None and owner != namespace:
             raise ClientError("forbidden", f"session {found.session!r} belongs to another user", 403)
         if owner is None:  # imported before: importing the same export again adds nothing
-            records = await chat.import_turns(found.session, namespace, found.turns)
-            imported.append({"session": found.session, "title": found.title, "turns": len(records)})
-    return web.json_response({"sessions": imported, "skipped": len(chats) - len(imported)})
+            new.append((found, namespace))
+    # all at once: the flush embeds many chats per call, where one chat after the other waited for each
+    stored = await chat.import_sessions([(found.session, namespace, found.turns) for found, namespace in new])
+    return web.json_response({"sessions": [{"session": found.session, "title": found.title, "turns": len(records)}
+                                           for (found, _), records in zip(new, stored, strict=True)],
+                              "skipped": len(chats) - len(new)})
 
 
 async def list_sessions(request: web.Request) -> web.Response:

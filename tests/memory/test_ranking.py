@@ -20,6 +20,20 @@ def test_small_talk_has_no_content_word_so_it_recalls_nothing(message):
     assert query_terms(message) == [] and not worth_recalling(message)
 
 
+@pytest.mark.parametrize("message", ["Sounds good, see you later!", "great job!! 🎉", "makes sense", "I see",
+                                     "no worries", "love it", "haha that\u2019s so true", "太好了！", "好的，明天见！",
+                                     "没问题", "Much appreciated 🙏", "okie dokie"])
+def test_small_talk_phrases_with_a_content_word_recall_nothing(message):
+    assert not worth_recalling(message)
+
+
+@pytest.mark.parametrize("message", ["What is my job?", "What do I love?", "what did I see last week?",
+                                     "Is it true that I moved?", "我太太叫什么名字？",
+                                     "Great job at the bakery, when did I start?"])
+def test_questions_that_share_a_word_with_small_talk_still_recall(message):
+    assert worth_recalling(message)
+
+
 @pytest.mark.parametrize(("message", "terms"), [
     ("Where do I live now?", ["live"]),
     ("What's my dog's name?", ["dog", "name"]),

@@ -197,6 +197,26 @@ async def test_a_redis_written_before_the_session_and_memory_lists_existed_gets_
         (d.id, d.text, d.created, d.turn) for d in memories]
 
 
+async def test_turns_of_an_earlier_release_keep_their_recalled_memories_by_id_only(replica, redis_server, prefix):
+    """Turns once stored a copy of each recalled memory's text; at start the copies go, the ids stay."""
+    old = await replica()
+    copied = await old.begin_turn("s", "user:u", "do you remember?")
+    current = await old.begin_turn("s2", "user:u", "and now?")
+    old_details = '{"memories": [{"id": 7, "text": "User: my PIN is 4711", "created": 1.0}], "search": {"query": "q"}}'
+    with redis_server.client() as r:  # as the previous version left them
+        r.hset(f"{prefix}t:{copied.id}", "details", old_details)
+        r.hset(f"{prefix}t:{current.id}", "details", '{"memories": [8]}')
+        r.set(f"{prefix}layout", 2)
+
+    upgraded = await replica()
+    (turn,) = await upgraded.history("s")
+    assert turn.details == '{"memories":[7],"search":{"query":"q"}}'
+    with redis_server.client() as r:
+        assert r.hget(f"{prefix}t:{current.id}", "details") == '{"memories": [8]}'  # untouched
+        assert not any("4711" in (r.hget(key, "details") or "") for key in r.scan_iter(match=f"{prefix}t:*"))
+        assert r.get(f"{prefix}layout") == "3"
+
+
 async def test_forgetting_deleting_and_dropping_everything_leaves_only_the_logs_and_counters(
         replica, redis_server, prefix):
     store = await replica()

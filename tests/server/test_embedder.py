@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -152,3 +153,20 @@ def test_the_background_lane_lingers_so_that_flushes_from_several_sessions_share
         assert [r.shape for r in rows] == [(5, 384)] * 3
 
     asyncio.run(scenario())
+
+
+def test_work_that_fills_a_forward_pass_does_not_wait_out_the_background_linger():
+    async def scenario():
+        embedder = SentenceTransformerEmbedder(background_linger=5.0)
+        await embedder.start()
+        await asyncio.sleep(0.1)  # the lane idles, waiting for work
+        try:
+            started = time.perf_counter()
+            rows = await embedder.embed([f"Caroline: an imported message {i}" for i in range(20)], background=True)
+            return time.perf_counter() - started, rows
+        finally:
+            await embedder.close()
+
+    elapsed, rows = asyncio.run(scenario())
+    assert rows.shape == (20, 384)
+    assert elapsed < 2.5, f"20 texts waited {elapsed:.1f} s (the linger is 5 s)"

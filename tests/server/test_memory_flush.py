@@ -123,3 +123,49 @@ def test_recovering_many_sessions_costs_about_one_linger_not_one_per_session(lin
     elapsed = loop.run_until_complete(scenario())
     # one linger (1 s) plus encoding 50 short texts; one linger per session would be 10 s
     assert elapsed < 3.0, f"recovery took {elapsed:.1f} s for {len(sessions)} sessions"
+
+
+class CountingEmbedder:
+    """Random unit vectors; counts the calls, each a batch the real lanes would encode."""
+
+    dim = DIM
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    async def embed(self, texts, background: bool = False) -> np.ndarray:
+        self.calls.append(len(texts))
+        vectors = np.random.default_rng(len(texts)).standard_normal((len(texts), DIM)).astype(np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+async def test_importing_many_chats_embeds_them_together_and_leaves_none_unflushed(store):
+    from server.protocols import ImportedTurn
+
+    embedder = CountingEmbedder()
+    memory = LongTermMemory(store, NoIndex(), embedder, Metrics(), flush_every=5, policy=RankingPolicy(),
+                            knowledge_top_k=0)
+    chats = [(f"chat-{n}", "user:local", [ImportedTurn(f"chat {n} question {i}", f"answer {i}", 100.0 * n + i)
+                                          for i in range(1 + n % 3)]) for n in range(40)]
+
+    stored = await memory.import_sessions(chats)
+
+    assert [len(records) for records in stored] == [len(turns) for _, _, turns in chats]
+    assert embedder.calls == [2 * sum(len(turns) for _, _, turns in chats)]  # one call, not one per chat
+    assert [await store.buffer(session) for session, _, _ in chats] == [[]] * len(chats)
+    texts = await added_texts(store, "user:local")
+    assert "User: chat 39 question 0" in texts and len(texts) == embedder.calls[0]
+
+
+async def test_a_huge_import_is_embedded_in_pieces_so_other_flushes_queue_between_them(store):
+    from server.protocols import ImportedTurn
+
+    embedder = CountingEmbedder()
+    memory = LongTermMemory(store, NoIndex(), embedder, Metrics(), flush_every=5, policy=RankingPolicy(),
+                            knowledge_top_k=0)
+    turns = [ImportedTurn(f"message {i}", f"reply {i}", float(i)) for i in range(600)]
+
+    [records] = await memory.import_sessions([("long", "user:local", turns)])
+
+    assert len(records) == 600 and embedder.calls == [1024, 176]
+    assert len(await added_texts(store, "user:local")) == 1200
