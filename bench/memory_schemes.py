@@ -304,7 +304,7 @@ class Product(Ranker):
         return [hit.doc.id - 1 for hit in self.ranked(query)]
 
     def search(self, query: str, budget_chars: int | None = None) -> list[Document]:
-        from server.llm.estimate import approximate_tokens
+        from server.estimate import approximate_tokens
         from server.memory.ranking import within_budget
         from server.prompt import memory_order
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from server.llm.estimate import PER_MESSAGE_OVERHEAD
+from server.estimate import PER_MESSAGE_OVERHEAD
 from server.protocols import Hit, Message, SearchOutcome, TurnRecord
 
 UNTRUSTED_OPEN = "<<<UNTRUSTED WEB SEARCH RESULTS>>>"

@@ -8,6 +8,13 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from server.estimate import split_to_fit
+
+# A memory as long as the prompt's whole memory budget would leave room for nothing else, and one longer would
+# never be recalled: a message longer than this (estimated tokens; ~560 characters of English, 160 of Chinese)
+# becomes several memories. The vectors gain too: MiniLM reads only a text's first 256 word pieces.
+MEMORY_PIECE_TOKENS = 160
+
 Role = Literal["system", "user", "assistant"]
 
 # The shared knowledge base; user namespaces are "session:…" or "user:…", so they never collide.
@@ -89,17 +96,19 @@ class TurnRecord:
     created: float
     user_name: str | None = None  # the speakers, when known (imported turns)
     assistant_name: str | None = None
-    # what the turn showed besides its reply, as JSON: {"memories": [{id, text, created}], "search": {query,
-    # summary, sources, titles, skipped}}; so that a chat read back shows what it showed live
+    # what the turn showed besides its reply, as JSON: {"memories": [memory ids], "search": {query, summary,
+    # sources, titles, skipped}}; so that a chat read back shows what it showed live (server.turn_details)
     details: str | None = None
 
     @property
     def memory_texts(self) -> list[str]:
-        """The long-term memories this turn becomes: one per side that said something, led by its speaker.
+        """The long-term memories this turn becomes: one per side that said something, led by its speaker; a
+        message longer than MEMORY_PIECE_TOKENS becomes one per piece, cut between sentences.
         Single utterances, not pairs: bench/memory_recall.py finds the answering turn more often with them,
         in English and in Chinese, and more of them fit a prompt's budget."""
         sides = ((self.user_name or "User", self.user_text), (self.assistant_name or "Assistant", self.response))
-        return [f"{name}: {text}" for name, text in sides if text and text.strip()]
+        return [f"{name}: {piece}" for name, text in sides if text
+                for piece in map(str.strip, split_to_fit(text.strip(), MEMORY_PIECE_TOKENS)) if piece]
 
 
 @dataclass(frozen=True, slots=True)

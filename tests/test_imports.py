@@ -18,7 +18,7 @@ OFFLINE = ("scraper", "trainer", "web")  # tools that use the server's data or A
 # and covers everything under it; any other name is exactly one module.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ground", ("common/", "server.protocols", "server.errors", "server.config", "server.logs", "server.metrics",
-                "server.failpoints", "server.turn_events")),
+                "server.failpoints", "server.turn_events", "server.estimate")),
     # what the core reaches through the seams in protocols.py (stores, indexes, generators), and the turn's
     # small helpers that need nothing higher
     ("backends", ("server.store/", "server.llm/", "server.prompt", "server.limits", "server.events",

@@ -29,7 +29,7 @@ from tenacity import (
 )
 
 from common.http import parse_retry_after
-from server.llm.estimate import PER_MESSAGE_OVERHEAD
+from server.estimate import PER_MESSAGE_OVERHEAD
 from server.llm.prompting import to_openai
 from server.llm.tokens import config_context_window, load_tokenizer, token_counter
 from server.logs import get_logger

@@ -15,7 +15,7 @@ from pathlib import Path
 # in its own thread at the same moment ("cannot import name 'AutoTokenizer'").
 from transformers import AutoTokenizer
 
-from server.llm.estimate import approximate_tokens
+from server.estimate import approximate_tokens
 from server.llm.prompting import plain_transcript
 from server.protocols import Message
 

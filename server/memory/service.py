@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
+from server.estimate import approximate_tokens
 from server.events import TurnCompleted
 from server.failpoints import failpoint
-from server.llm.estimate import approximate_tokens
 from server.logs import get_logger
 from server.memory.ranking import DEPTH, RankingPolicy, fuse, within_budget, worth_recalling
 from server.metrics import Metrics
@@ -31,6 +32,9 @@ log = get_logger(__name__)
 # Sessions flushed per embedding call (recovery, imports): a usual backlog waits out the background linger
 # once, and a huge one is not embedded all at once.
 _FLUSH_GROUP = 256
+# A memory's estimated tokens, remembered: a turn weighs up to 2 × DEPTH candidates against the budget, mostly the
+# same memories turn after turn (the texts are the index's own objects, so their hashes are cached too).
+_memory_tokens = functools.lru_cache(maxsize=8192)(approximate_tokens)
 # Texts per background embedding call: a huge import does not hold the flush lane for minutes while other
 # sessions' flushes wait behind it (they queue between its pieces).
 _EMBED_PIECE = 1024
@@ -87,7 +91,7 @@ class LongTermMemory:
         # must not hold them twice.
         ranked = without_buffered(fuse(dense, words, text, self.policy), buffer)
         caps = [n for n in (limit, self.top_k) if n is not None]
-        chosen = within_budget(ranked, self.policy.budget_tokens, approximate_tokens, min(caps) if caps else None)
+        chosen = within_budget(ranked, self.policy.budget_tokens, _memory_tokens, min(caps) if caps else None)
         return memory_order(chosen)
 
     async def on_turn_completed(self, event: TurnCompleted) -> None:
@@ -186,8 +190,8 @@ class LongTermMemory:
                 stored.append(await self.turns.import_turns(session, namespace, turns))
             await self._flush_together([session for session, _, _ in imports], every=1)
         except Exception as exc:  # what is stored stays: the sessions' next flush makes it memories
-            if not any(stored):
-                raise
+            if len(stored) < len(imports) and not any(stored):
+                raise  # nothing was stored
             raise ImportPending([r for records in stored for r in records], exc) from exc
         return stored
 

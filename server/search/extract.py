@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from server.llm.estimate import approximate_tokens
+from server.estimate import approximate_tokens
 from server.search.fetch import FetchedPage
 
 _BREAK = re.compile(r"[.!?。！？；;\n]\s*")

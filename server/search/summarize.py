@@ -18,7 +18,7 @@ from concurrent.futures import Executor
 
 import numpy as np
 
-from server.llm.estimate import approximate_tokens
+from server.estimate import approximate_tokens
 from server.logs import get_logger
 from server.prompt import fence_untrusted
 from server.protocols import GenerationError, GenerationParams, Generator, Message, Usage

@@ -210,19 +210,20 @@ async def import_chatgpt(request: web.Request) -> web.Response:
     except ExportError as exc:
         raise ClientError("invalid_request", str(exc)) from None
     chat = request.app[k.CHAT]
-    new = []
+    imports = []
     for found in chats:
         namespace = _namespace(request, found.session)
         owner = await chat.session_owner(found.session)
         if owner is not None and owner != namespace:
             raise ClientError("forbidden", f"session {found.session!r} belongs to another user", 403)
-        if owner is None:  # imported before: importing the same export again adds nothing
-            new.append((found, namespace))
+        # imported before: the same export again adds nothing, and finishes an import cut short (what was
+        # stored but not yet made memories, by a crash or a failing embedder, is flushed now)
+        imports.append((found.session, namespace, found.turns if owner is None else []))
     # all at once: the flush embeds many chats per call, where one chat after the other waited for each
-    stored = await chat.import_sessions([(found.session, namespace, found.turns) for found, namespace in new])
-    return web.json_response({"sessions": [{"session": found.session, "title": found.title, "turns": len(records)}
-                                           for (found, _), records in zip(new, stored, strict=True)],
-                              "skipped": len(chats) - len(new)})
+    stored = await chat.import_sessions(imports)
+    listed = [{"session": found.session, "title": found.title, "turns": len(records)}
+              for found, (_, _, turns), records in zip(chats, imports, stored, strict=True) if turns]
+    return web.json_response({"sessions": listed, "skipped": len(chats) - len(listed)})
 
 
 async def list_sessions(request: web.Request) -> web.Response:

@@ -74,3 +74,27 @@ def test_an_export_imported_over_http_is_listed_and_retrievable_and_a_second_imp
             assert http.post("/import/chatgpt", content=b"[1]").json()["error"]["code"] == "invalid_request"
     finally:
         server.stop()
+
+
+def test_an_import_cut_short_is_finished_by_importing_the_same_export_again(tiny_model_dir, tmp_path, monkeypatch):
+    from server import failpoints
+
+    server = ServerThread(make_settings(tiny_model_dir, tmp_path, memory_top_k=None)).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as http:
+            body = json.dumps(export()).encode()
+            monkeypatch.setitem(failpoints._ARMED, "flush.before_commit", "raise")  # the embedder or store failing
+            cut_short = http.post("/import/chatgpt", content=body)
+            assert cut_short.status_code == 503 and cut_short.json()["error"]["code"] == "import_pending"
+
+            def budget_memories():
+                found = http.get("/memories", params={"query": "What was my travel budget?"}).json()["memories"]
+                return [m["text"] for m in found if "2000 euros" in m["text"]]
+            assert budget_memories() == []
+
+            monkeypatch.delitem(failpoints._ARMED, "flush.before_commit")
+            assert http.post("/import/chatgpt", content=body).json() == {"sessions": [], "skipped": 1}
+            assert budget_memories() == ["User: My budget is 2000 euros."]
+            assert len(http.get("/sessions/chatgpt-conv-kyoto/history").json()["turns"]) == 3  # stored once
+    finally:
+        server.stop()

@@ -89,6 +89,21 @@ def test_small_talk_after_a_long_conversation_gets_no_memories(api_server):
         assert {message: query(api, message) for message in SMALL_TALK} == {message: [] for message in SMALL_TALK}
 
 
+def test_a_fact_at_the_end_of_a_long_reply_is_recalled_from_its_own_piece(api_server):
+    long_reply = " ".join([*FILLER * 6, "Your passport number, for the visa form, is X4471902.", *FILLER[:3]])
+    assert len(long_reply) > 2000  # as one memory, more than the whole budget: never recalled
+    with client(api_server, "alice") as api:
+        [turn] = import_turns(api, "alice-long-reply", [{"user": "Help me with the visa form.",
+                                                         "assistant": long_reply, "time": at(3)}])
+        found = query(api, "What is my passport number for the visa form?")
+        listed = [m for m in api.get("/memories", params={"limit": 1000}).json()["memories"]
+                  if m["session"] == "alice-long-reply"]
+    piece = next(m for m in found if "X4471902" in m["text"])
+    assert piece["text"].startswith("Assistant: ") and len(piece["text"]) < 700 and piece["turns"] == [turn]
+    assert len(listed) > 4  # the reply in pieces, each led by its speaker, and the message
+    assert all(m["text"].startswith(("User: ", "Assistant: ")) for m in listed)
+
+
 def test_where_a_fact_changed_the_newer_memory_comes_last_dated(api_server):
     with client(api_server, "bob") as api:
         turns = [{"user": "I live in Berlin, near the Spree.", "assistant": "A fine city.", "time": at(1)},

@@ -4,7 +4,7 @@ and the prompt's order and dates."""
 import numpy as np
 import pytest
 
-from server.llm.estimate import approximate_tokens
+from server.estimate import approximate_tokens
 from server.memory.ranking import RankingPolicy, fuse, within_budget, worth_recalling
 from server.prompt import PromptBuilder, PromptParts, memory_order
 from server.protocols import Document, Hit, LogEntry

@@ -1,6 +1,6 @@
 """Page text within the token budget the summariser is given (SEARCH_TEXT_TOKENS)."""
 
-from server.llm.estimate import approximate_tokens
+from server.estimate import approximate_tokens
 from server.search.extract import safe_counter, truncate_tokens
 
 TEXT = ("The deadlift starts over mid-foot. Hinge at the hips and keep the back flat. Brace before the pull. "
