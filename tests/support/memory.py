@@ -8,6 +8,8 @@ from pathlib import Path
 
 import httpx
 
+from server.protocols import TurnRecord
+
 
 def documents(data_dir: Path, session: str | None = None) -> list[dict]:
     con = sqlite3.connect(f"file:{Path(data_dir) / 'chat.sqlite3'}?mode=ro", uri=True)
@@ -59,10 +61,10 @@ def wait_for_documents(data_dir: Path, session: str, count: int, timeout: float 
 
 def memory_texts(user: str | None, response: str | None, user_name: str | None = None,
                  assistant_name: str | None = None) -> list[str]:
-    """The memories a completed turn becomes: one per side that said something, led by its speaker (a reply
-    of nothing or of only whitespace, which a tiny random model may give, becomes none)."""
-    sides = ((user_name or "User", user), (assistant_name or "Assistant", response))
-    return [f"{name}: {text}" for name, text in sides if text and text.strip()]
+    """The memories a completed turn becomes, as the store's flush makes them (TurnRecord.memory_texts: one per
+    side that said something, led by its speaker, a long one in pieces; a reply of nothing or of only
+    whitespace, which a tiny random model may give, becomes none)."""
+    return TurnRecord("", "", 0, user or "", response, "complete", 0.0, user_name, assistant_name).memory_texts
 
 
 def history_memories(history: list[dict]) -> list[tuple[int, str]]:
