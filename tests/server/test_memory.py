@@ -46,7 +46,7 @@ async def test_five_turns_flush_once_into_a_memory_per_message_and_the_next_turn
         assert [d["seq"] for d in user_docs] == [1, 2, 3, 4, 5]
         assert [d["text"] for d in user_docs] == [f"User: {text}" for text in TOPICS]
         assert sorted(d["text"] for d in docs if d not in user_docs) == sorted(
-            f"Assistant: {reply}" for reply in replies if reply.strip())
+            f"Assistant: {reply.strip()}" for reply in replies if reply.strip())  # as said, without edge spaces
         assert flushes(memory_server.data_dir, session) == [(0, 5, 5 + said)]
         docs = user_docs
 

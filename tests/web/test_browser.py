@@ -398,7 +398,8 @@ def test_errors_keep_the_text_to_retry_and_controls_edit_regenerate_and_count(pe
         if chat.page.locator("#counter", has_text="characters").count() else None
     chat.page.click("#retry")
     chat.wait_idle()
-    wait_until(lambda: [t["user"] for t in history(server, chat.session).json()["turns"]] == ["short now"],
+    # the chat exists once its first turn is stored: until then its history is not_found
+    wait_until(lambda: [t["user"] for t in history(server, chat.session).json().get("turns", [])] == ["short now"],
                what="the retried message stored")
 
     chat.page.click("#edit-last")
