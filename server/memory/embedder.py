@@ -162,7 +162,7 @@ class _ProcessWorker:
 _Job = tuple[list[str], asyncio.Future]
 
 # Texts that already make a batch worth its forward pass: from about ten short texts on, each costs near what it
-# would in a full batch (MiniLM on 2 CPU cores: one alone 9.6 ms, ten 2.2 ms each, sixteen 1.8, sixty-four 2.4),
+# would in a full batch (MiniLM on one CPU thread: one alone 9.6 ms, ten 2.2 ms each, sixteen 1.8, sixty-four 2.4),
 # so an import or a large flush does not wait out the linger for company.
 _WORTH_A_PASS = 16
 

@@ -186,8 +186,8 @@ class LongTermMemory:
         they are retrievable. The caller keeps live turns off the sessions meanwhile."""
         stored: list[list[TurnRecord]] = []
         try:
-            for session, namespace, turns in imports:
-                stored.append(await self.turns.import_turns(session, namespace, turns))
+            for session, namespace, turns in imports:  # no turns: only what the session holds unflushed
+                stored.append(await self.turns.import_turns(session, namespace, turns) if turns else [])
             await self._flush_together([session for session, _, _ in imports], every=1)
         except Exception as exc:  # what is stored stays: the sessions' next flush makes it memories
             if len(stored) < len(imports) and not any(stored):
