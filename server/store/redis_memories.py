@@ -21,6 +21,7 @@ from server.logs import get_logger
 from server.protocols import Document, ImportedTurn, SessionInfo, TurnRecord
 from server.store import redis_memory_scripts as memory_lua
 from server.store.redis_link import RedisLink
+from server.turn_details import memory_id
 
 log = get_logger(__name__)
 
@@ -53,7 +54,10 @@ def memory_ids_only(details: bytes | None) -> str | None:
     memories = parsed.get("memories") if isinstance(parsed, dict) else None
     if not isinstance(memories, list) or not any(isinstance(m, dict) for m in memories):
         return None
-    parsed["memories"] = [m.get("id") if isinstance(m, dict) else m for m in memories]
+    try:
+        parsed["memories"] = [memory_id(m) for m in memories]
+    except (KeyError, TypeError, ValueError):
+        return None  # not a shape any release wrote: left as it is
     return orjson.dumps(parsed).decode()
 
 
