@@ -73,6 +73,7 @@ def through_api(convs, holds_evidence, embedder: str = "auto") -> tuple[list[dic
                         answers, stale = set(q["answers"]), set(q["stale"])
                         rows.append({"lang": q["lang"], "kind": q["kind"], "docs": len(memories),
                                      "chars": sum(len(m["text"]) for m in memories), "rb": answers <= held,
+                                     "turns": len(answers & held) / len(answers) if answers else float("nan"),
                                      "strict": holds_evidence(q, texts),
                                      "any": bool(answers & held), "stale": bool(stale & held) and not answers <= held,
                                      "ms": ms})

@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     redis_knn: RedisKnnMode = RedisKnnMode.AUTO
     flush_every: int = Field(5, ge=1)
     memory_scope: MemoryScope = MemoryScope.USER
-    memory_budget_tokens: int = Field(400, ge=0, description="memory text a prompt may hold (estimated tokens)")
+    memory_budget_tokens: int = Field(450, ge=0, description="memory text a prompt may hold (estimated tokens)")
     memory_top_k: int | None = Field(None, ge=0, description="at most this many memories; unset: what fits")
     knowledge_dir: Path | None = None
     knowledge_top_k: int = Field(2, ge=0)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from server import keys as k
 from server.errors import ClientError
+from server.estimate import approximate_tokens
 from server.memory.chatgpt import ExportError, parse_chatgpt_export
 from server.memory.control import NewMemory
 from server.protocols import Document, Hit, ImportedTurn
@@ -74,6 +75,17 @@ def _text(value: object, field: str, required: bool = True, limit: int = MAX_MEM
     return value
 
 
+def _memory_text(request: web.Request, value: object) -> str:
+    """A memory written by hand: longer than the memory budget, no prompt could ever hold it (recall takes
+    memories whole), so it is refused rather than kept to be never recalled."""
+    text = _text(value, "text")
+    budget = request.app[k.SETTINGS].memory_budget_tokens
+    if budget > 0 and (tokens := approximate_tokens(text)) > budget:
+        raise ClientError("memory_too_long", f"'text' is about {tokens} tokens; a memory may hold at most {budget} "
+                          "(MEMORY_BUDGET_TOKENS), what one prompt holds of memories", 413, param="text")
+    return text
+
+
 def memory_json(doc: Document, score: float | None = None) -> dict:
     return {"id": doc.id, "text": doc.text, "created": _iso(doc.created), "session": doc.session,
             "turns": [doc.turn] if doc.turn else [], "score": score}
@@ -123,7 +135,7 @@ async def add(request: web.Request) -> web.Response:
     data = await _json(request)
     if not isinstance(data, dict):
         raise ClientError("invalid_request", "the body must be a JSON object with 'text'")
-    [doc] = await request.app[k.MEMORY].add(_namespace(request), [NewMemory(_text(data.get("text"), "text"))])
+    [doc] = await request.app[k.MEMORY].add(_namespace(request), [NewMemory(_memory_text(request, data.get("text")))])
     return web.json_response(memory_json(doc), status=201)
 
 
@@ -131,7 +143,8 @@ async def edit(request: web.Request) -> web.Response:
     data = await _json(request)
     if not isinstance(data, dict):
         raise ClientError("invalid_request", "the body must be a JSON object with 'text'")
-    doc = await request.app[k.MEMORY].edit(_namespace(request), _doc_id(request), _text(data.get("text"), "text"))
+    doc = await request.app[k.MEMORY].edit(_namespace(request), _doc_id(request),
+                                           _memory_text(request, data.get("text")))
     if doc is None:
         raise ClientError("not_found", "no such memory", 404)
     return web.json_response(memory_json(doc))
