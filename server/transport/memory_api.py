@@ -82,7 +82,7 @@ def _memory_text(request: web.Request, value: object) -> str:
     budget = request.app[k.SETTINGS].memory_budget_tokens
     if budget > 0 and (tokens := approximate_tokens(text)) > budget:
         raise ClientError("memory_too_long", f"'text' is about {tokens} tokens; a memory may hold at most {budget} "
-                          "(MEMORY_BUDGET_TOKENS), what one prompt holds of memories", 413, param="text")
+                          "(MEMORY_BUDGET_TOKENS: all the memory text one prompt holds)", 413, param="text")
     return text
 
 
@@ -110,10 +110,14 @@ async def _body(request: web.Request, limit: int) -> bytes:
 
 
 def _doc_id(request: web.Request) -> int:
+    """A memory id: a positive 64-bit integer (what the stores can hold); anything else names no memory."""
     try:
-        return int(request.match_info["id"])
+        doc_id = int(request.match_info["id"])
     except ValueError:
-        raise ClientError("not_found", "no such memory", 404) from None
+        doc_id = 0
+    if not 0 < doc_id < 1 << 63:
+        raise ClientError("not_found", "no such memory", 404)
+    return doc_id
 
 
 async def list_or_search(request: web.Request) -> web.Response:

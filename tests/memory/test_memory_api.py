@@ -147,6 +147,13 @@ def test_a_memory_by_hand_longer_than_any_prompt_holds_is_refused_and_nothing_ch
         assert "My grandmother made plum dumplings." in [m["text"] for m in query(api, "plum dumplings")]
 
 
+@pytest.mark.parametrize("doc_id", ["9223372036854775808", "-1", "0", "1e3", "99999999999999999999999"])
+def test_a_memory_id_no_store_could_hold_is_not_found(api_server, doc_id):
+    with client(api_server, "alice") as api:
+        for reply in (api.delete(f"/memories/{doc_id}"), api.patch(f"/memories/{doc_id}", json={"text": "x"})):
+            assert reply.status_code == 404 and reply.json()["error"]["code"] == "not_found", reply.text
+
+
 def test_one_user_can_never_read_edit_delete_or_retrieve_another_users_memory(api_server):
     with client(api_server, "alice") as alice, client(api_server, "bob") as bob:
         secret = alice.post("/memories", json={"text": "Alice's safe combination is 31-07-22."}).json()
