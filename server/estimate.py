@@ -21,7 +21,6 @@ def approximate_tokens(text: str) -> int:
     return wide + math.ceil((len(text) - wide) / _CHARS_PER_TOKEN)
 
 
-
 # A sentence: up to its end mark (a line's end counts) and the spaces after it.
 _SENTENCE = re.compile(r"[^.!?;。！？；…\n]*(?:[.!?;。！？；…\n]+\s*|$)")
 _WORD = re.compile(r"\S+\s*|\s+")

@@ -18,7 +18,7 @@ from server.errors import ClientError
 from server.estimate import approximate_tokens
 from server.memory.chatgpt import ExportError, parse_chatgpt_export
 from server.memory.control import NewMemory
-from server.protocols import Document, Hit, ImportedTurn
+from server.protocols import MEMORY_PIECE_TOKENS, Document, Hit, ImportedTurn
 from server.transport.frames import valid_session_id
 from server.transport.http import owned_session
 from server.transport.identity import caller_namespace
@@ -75,14 +75,13 @@ def _text(value: object, field: str, required: bool = True, limit: int = MAX_MEM
     return value
 
 
-def _memory_text(request: web.Request, value: object) -> str:
-    """A memory written by hand: longer than the memory budget, no prompt could ever hold it (recall takes
-    memories whole), so it is refused rather than kept to be never recalled."""
+def _memory_text(value: object) -> str:
+    """A memory written by hand holds what a memory of a turn may (a longer message is cut into several): one
+    longer would crowd out every other memory of a prompt, or never fit its budget, so it is refused."""
     text = _text(value, "text")
-    budget = request.app[k.SETTINGS].memory_budget_tokens
-    if budget > 0 and (tokens := approximate_tokens(text)) > budget:
-        raise ClientError("memory_too_long", f"'text' is about {tokens} tokens; a memory may hold at most {budget} "
-                          "(MEMORY_BUDGET_TOKENS: all the memory text one prompt holds)", 413, param="text")
+    if (tokens := approximate_tokens(text)) > MEMORY_PIECE_TOKENS:
+        raise ClientError("memory_too_long", f"'text' is about {tokens} estimated tokens; a memory holds at most "
+                          f"{MEMORY_PIECE_TOKENS}: add it as several", 413, param="text")
     return text
 
 
@@ -139,7 +138,7 @@ async def add(request: web.Request) -> web.Response:
     data = await _json(request)
     if not isinstance(data, dict):
         raise ClientError("invalid_request", "the body must be a JSON object with 'text'")
-    [doc] = await request.app[k.MEMORY].add(_namespace(request), [NewMemory(_memory_text(request, data.get("text")))])
+    [doc] = await request.app[k.MEMORY].add(_namespace(request), [NewMemory(_memory_text(data.get("text")))])
     return web.json_response(memory_json(doc), status=201)
 
 
@@ -148,7 +147,7 @@ async def edit(request: web.Request) -> web.Response:
     if not isinstance(data, dict):
         raise ClientError("invalid_request", "the body must be a JSON object with 'text'")
     doc = await request.app[k.MEMORY].edit(_namespace(request), _doc_id(request),
-                                           _memory_text(request, data.get("text")))
+                                           _memory_text(data.get("text")))
     if doc is None:
         raise ClientError("not_found", "no such memory", 404)
     return web.json_response(memory_json(doc))

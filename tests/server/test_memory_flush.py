@@ -16,6 +16,11 @@ from server.store.sqlite_turns import SqliteTurnStore
 DIM = 8
 
 
+def unit_vectors(rows: int) -> np.ndarray:
+    vectors = np.random.default_rng(rows).standard_normal((rows, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
 class NoIndex:
     """A vector store that finds nothing: these tests look at what the store commits."""
 
@@ -38,8 +43,7 @@ class GatedEmbedder:
     async def embed(self, texts, background: bool = False) -> np.ndarray:
         self.embedding.set()
         await self.gate.wait()
-        vectors = np.random.default_rng(len(texts)).standard_normal((len(texts), DIM)).astype(np.float32)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return unit_vectors(len(texts))
 
     async def close(self) -> None:
         return None
@@ -135,8 +139,7 @@ class CountingEmbedder:
 
     async def embed(self, texts, background: bool = False) -> np.ndarray:
         self.calls.append(len(texts))
-        vectors = np.random.default_rng(len(texts)).standard_normal((len(texts), DIM)).astype(np.float32)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return unit_vectors(len(texts))
 
 
 async def test_importing_many_chats_embeds_them_together_and_leaves_none_unflushed(store):
