@@ -293,12 +293,16 @@ class Product(Ranker):
                           for i, (d, v) in enumerate(zip(documents, vectors, strict=True))])
 
     def ranked(self, query: str):
+        from server.memory.people import READ_FOR_NAMES, names, relations
         from server.memory.ranking import DEPTH, fuse, worth_recalling
 
         if not worth_recalling(query):
             return []
         vector = self.encoder.embed([query])[0]
-        return fuse(self.store.search(vector, DEPTH), self.store.search_text(query, DEPTH), query, self.policy)
+        known = [name for relation in relations(query)  # as LongTermMemory._naming_people does
+                 for name in names(relation, (h.doc.text for h in self.store.search_text(relation, READ_FOR_NAMES)))]
+        people = self.store.search_text(" ".join(known), DEPTH) if known else []
+        return fuse(self.store.search(vector, DEPTH), self.store.search_text(query, DEPTH), query, self.policy, people)
 
     def rank(self, query: str) -> list[int]:
         return [hit.doc.id - 1 for hit in self.ranked(query)]

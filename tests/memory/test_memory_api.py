@@ -9,6 +9,7 @@ import aiohttp
 import httpx
 import pytest
 
+from server.store.lexical import query_terms, tokens
 from tests.server.conftest import make_settings
 from tests.support.client import connect
 from tests.support.servers import ServerThread
@@ -115,6 +116,28 @@ def test_where_a_fact_changed_the_newer_memory_comes_last_dated(api_server):
     assert found[paris]["created"].startswith("2024-02-10")
     assert [m["created"] for m in found] == sorted(m["created"] for m in found)  # oldest first: Paris is last
     assert all(m["created"] == found[paris]["created"] for m in found[paris:])  # (with its turn's other side)
+
+
+@pytest.mark.parametrize(("question", "said", "answer", "others"), [
+    ("What is my uncle's job?", "My uncle Anders called tonight, we talked for hours.",
+     "Anders just qualified as a librarian! So proud.",
+     ["Priya just qualified as a nurse!", "Tom started a new job as a baker.", "My job interview went well.",
+      "Lena works as a pilot now."]),
+    ("我表哥是做什么工作的？", "我表哥冯志强今晚打电话来，我们聊了两个小时。", "冯志强刚考下证，正式成为药剂师了！",
+     ["王丽刚当上了护士。", "我的工作最近很忙。", "张伟换了工作，现在是厨师。", "李娜现在是飞行员。"]),
+], ids=["en", "zh"])
+def test_a_question_about_someone_by_relation_recalls_what_was_said_of_them_by_name(api_server, question, said,
+                                                                                      answer, others):
+    """The answer shares no word with the question; the memory that says who the uncle is bridges the two and
+    puts it first among the memories that do not hold the question's words either (without it, it was not)."""
+    turns = [{"user": said, "assistant": "", "time": at(1)},
+             *({"user": text, "assistant": "", "time": at(2 + i)} for i, text in enumerate(FILLER + others)),
+             {"user": answer, "assistant": "", "time": at(30)}]
+    with client(api_server, "alice") as api:
+        import_turns(api, f"alice-relatives-{len(question)}", turns)
+        found = {m["text"]: m["score"] for m in query(api, question)}
+    answered = found.pop(f"User: {answer}")
+    assert all(answered > score for text, score in found.items() if not set(query_terms(question)) & set(tokens(text)))
 
 
 def test_a_memory_added_edited_and_deleted_by_hand_is_never_retrieved_in_an_old_form(api_server):
