@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections import Counter
 from pathlib import Path
 
 CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -77,27 +78,57 @@ def _unit(piece: str) -> str:
 
 
 class LexicalIndex:
-    """Documents by id; `search` ranks by BM25 (higher is better). Used from one thread at a time."""
+    """Documents by id; `search` ranks by BM25 (higher is better). Used from one thread at a time.
+
+    A query leaves out its words that more than `COMMON_SHARE` of a large index's documents hold (a speaker's
+    name that labels half of them, "one", "new"): their BM25 weight is slight, and each costs a walk over
+    thousands of postings. LoCoMo's questions at 10,000 of its memories: BM25 p99 3.2–3.4 → 2.4–2.9 ms (labelled
+    User/Assistant), 6.9 → 4.3 ms (labelled with the speakers' names); recall the same on it and on ours.
+    Counted before stemming: a word whose stem a common word shares ("assist", "assistant") is not left out.
+    """
+
+    COMMON_SHARE = 0.05
+    COMMON_FLOOR = 100  # below 2,000 documents BM25 over every word is fast: no word is left out there
 
     def __init__(self) -> None:
         self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         self._db.execute("CREATE VIRTUAL TABLE docs USING fts5(body, tokenize='porter unicode61')")
+        self._holding: Counter[str] = Counter()  # documents that hold each token
+        self._size = 0
 
     def add(self, rows: list[tuple[int, str]]) -> None:
-        self._db.executemany("INSERT OR REPLACE INTO docs(rowid, body) VALUES (?, ?)",
-                             [(doc_id, " ".join(tokens(text))) for doc_id, text in rows])
+        latest = dict(rows)
+        for doc_id in latest if self._size else ():  # a document added again replaces itself
+            self.remove(doc_id)
+        bodies = [(doc_id, tokens(text)) for doc_id, text in latest.items()]
+        for _, body in bodies:
+            self._holding.update(set(body))
+        self._size += len(bodies)
+        self._db.executemany("INSERT INTO docs(rowid, body) VALUES (?, ?)",
+                             [(doc_id, " ".join(body)) for doc_id, body in bodies])
 
     def remove(self, doc_id: int) -> None:
+        row = self._db.execute("SELECT body FROM docs WHERE rowid = ?", (doc_id,)).fetchone()
+        if row is None:
+            return
+        self._holding.subtract(set(row[0].split()))
+        self._size -= 1
         self._db.execute("DELETE FROM docs WHERE rowid = ?", (doc_id,))
 
     def search(self, text: str, k: int) -> list[tuple[int, float]]:
-        terms = query_terms(text)
+        terms = self._telling(query_terms(text))
         if not terms or k <= 0:
             return []
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
         # bm25() is lower-is-better (negative): negated, a score where more is more relevant
         return [(row[0], -row[1]) for row in self._db.execute(
             "SELECT rowid, bm25(docs) FROM docs WHERE docs MATCH ? ORDER BY bm25(docs) LIMIT ?", (match, k))]
+
+    def _telling(self, terms: list[str]) -> list[str]:
+        """The terms but those too common to tell documents apart; the rarest one when all of them are."""
+        most = max(self.COMMON_SHARE * self._size, self.COMMON_FLOOR)
+        kept = [t for t in terms if self._holding[t] <= most]
+        return kept or sorted(terms, key=self._holding.__getitem__)[:1]
 
     def close(self) -> None:
         self._db.close()

@@ -55,6 +55,18 @@ def test_bm25_finds_chinese_by_character_pairs_and_english_by_stemmed_words():
     assert index.search("上学", 5) == []
 
 
+def test_a_large_index_leaves_out_of_a_query_the_words_most_of_its_memories_hold_a_small_one_keeps_all():
+    index = LexicalIndex()
+    index.add([(i, f"John: day {i} was fine") for i in range(1, 2101)] + [(9999, "John: I bought a guitar")])
+    assert [doc for doc, _ in index.search("John's guitar", 50)] == [9999]  # "john" in every memory: left out
+    assert len(index.search("what did John do", 5)) == 5  # all of its words common: the rarest still searched
+    for i in range(1, 2051):
+        index.remove(i)
+    assert len(index.search("John's guitar", 100)) == 51  # 51 memories left: every word counts again
+    index.add([(9999, "John: I sold the guitar")])  # an edit: counted once
+    assert [doc for doc, _ in index.search("sold", 5)] == [9999] and len(index.search("John", 100)) == 51
+
+
 def hit(doc_id: int, score: float, created: float | None = None, text: str = "x") -> Hit:
     return Hit(Document(doc_id, "user:a", text, created=created), score)
 
