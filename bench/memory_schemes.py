@@ -271,6 +271,16 @@ def load_cached(encoder: Encoder, texts: Sequence[str], path) -> None:
         np.savez(path, vectors=vectors)
 
 
+def finished(coroutine):
+    """The result of a coroutine that never suspends (the server's async code over this in-process index)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("the coroutine suspended")
+
+
 class Product(Ranker):
     """The server's own retrieval, in process: its index (FAISS and BM25 over one namespace's memories, fed by
     log entries as the store would) and its ranking (server.memory.ranking); the budget is its token budget."""
@@ -293,15 +303,16 @@ class Product(Ranker):
                           for i, (d, v) in enumerate(zip(documents, vectors, strict=True))])
 
     def ranked(self, query: str):
-        from server.memory.people import READ_FOR_NAMES, names, relations
+        from server.memory.people import naming_people
         from server.memory.ranking import DEPTH, fuse, worth_recalling
 
         if not worth_recalling(query):
             return []
         vector = self.encoder.embed([query])[0]
-        known = [name for relation in relations(query)  # as LongTermMemory._naming_people does
-                 for name in names(relation, (h.doc.text for h in self.store.search_text(relation, READ_FOR_NAMES)))]
-        people = self.store.search_text(" ".join(known), DEPTH) if known else []
+
+        async def search_text(text: str, k: int):
+            return self.store.search_text(text, k)
+        people = finished(naming_people(query, search_text))
         return fuse(self.store.search(vector, DEPTH), self.store.search_text(query, DEPTH), query, self.policy, people)
 
     def rank(self, query: str) -> list[int]:

@@ -39,7 +39,7 @@ CODES = {
     "binary_frame": "binary frames are not part of the protocol; send JSON text",
     "empty_text": "the message (a memory, an imported turn) is empty",
     "message_too_long": "the message is longer than MAX_MESSAGE_CHARS",
-    "memory_too_long": "a memory written by hand is longer than a memory may be (160 estimated tokens)",
+    "memory_too_long": "a memory written by hand is longer than a memory of a chat may be (the message says how long)",
     "turn_in_progress": "a turn is already streaming on this session or connection",
     "no_turn": "there is no turn to cancel",
     "forbidden": "the session belongs to another user",

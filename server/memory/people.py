@@ -15,8 +15,10 @@ the user's (a memory's text does not say which side it was): leaving them out ch
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
+from server.memory.ranking import DEPTH
+from server.protocols import Hit
 from server.store.lexical import CJK
 
 # Memories read for whom the user calls "uncle": those that hold the word, BM25 puts the short ones first
@@ -63,3 +65,12 @@ def names(relation: str, texts: Iterable[str]) -> list[str]:
     found = (m["name"] for text in texts for pattern in _STATEMENTS for m in pattern.finditer(text)
              if m["relation"].lower() == relation)
     return list(dict.fromkeys(found))
+
+
+async def naming_people(message: str, search_text: Callable[[str, int], Awaitable[list[Hit]]]) -> list[Hit]:
+    """The memories that name the people whom `message` calls by a relation of the user's ("my uncle"), by the
+    names the memories that `search_text` (one user's word search) finds give them; [] for most messages."""
+    known: list[str] = []
+    for relation in relations(message):
+        known += names(relation, (hit.doc.text for hit in await search_text(relation, READ_FOR_NAMES)))
+    return await search_text(" ".join(known), DEPTH) if known else []

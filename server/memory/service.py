@@ -13,7 +13,7 @@ from server.estimate import approximate_tokens
 from server.events import TurnCompleted
 from server.failpoints import failpoint
 from server.logs import get_logger
-from server.memory.people import READ_FOR_NAMES, names, relations
+from server.memory.people import naming_people
 from server.memory.ranking import DEPTH, RankingPolicy, fuse, within_budget, worth_recalling
 from server.metrics import Metrics
 from server.prompt import memory_order
@@ -88,22 +88,13 @@ class LongTermMemory:
             return []
         dense = await self.vectors.search(namespace, vector, DEPTH)
         words = await self.vectors.search_text(namespace, text, DEPTH)
-        people = await self._naming_people(namespace, text)
+        people = await naming_people(text, functools.partial(self.vectors.search_text, namespace))
         # A flush that commits after the buffer was read has made its turns memories as well: the prompt
         # must not hold them twice.
         ranked = without_buffered(fuse(dense, words, text, self.policy, people), buffer)
         caps = [n for n in (limit, self.top_k) if n is not None]
         chosen = within_budget(ranked, self.policy.budget_tokens, _memory_tokens, min(caps) if caps else None)
         return memory_order(chosen)
-
-    async def _naming_people(self, namespace: str, text: str) -> list[Hit]:
-        """The memories that name the people whom the message calls by a relation of the user's ("my uncle"), by
-        the names the user's memories give them (`server.memory.people`); [] for most messages."""
-        known: list[str] = []
-        for relation in relations(text):
-            saying = await self.vectors.search_text(namespace, relation, READ_FOR_NAMES)
-            known += names(relation, (hit.doc.text for hit in saying))
-        return await self.vectors.search_text(namespace, " ".join(known), DEPTH) if known else []
 
     async def on_turn_completed(self, event: TurnCompleted) -> None:
         if event.status == "complete":

@@ -98,8 +98,9 @@ class LexicalIndex:
 
     def add(self, rows: list[tuple[int, str]]) -> None:
         latest = dict(rows)
-        for doc_id in latest if self._size else ():  # a document added again replaces itself
-            self.remove(doc_id)
+        if self._size:  # a document added again replaces itself
+            for doc_id in latest:
+                self.remove(doc_id)
         bodies = [(doc_id, tokens(text)) for doc_id, text in latest.items()]
         for _, body in bodies:
             self._holding.update(set(body))
